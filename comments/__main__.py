@@ -1,0 +1,5 @@
+import sys
+
+from comments.cli import main
+
+sys.exit(main())

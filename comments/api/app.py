@@ -1,0 +1,423 @@
+"""
+The HTTP API: Klein routes under ``/api/v1``, ``/health``, and the widget's files.
+
+Handlers are steps: parse and check input (APIError on anything bad), call the storage
+layer, serialize. Storage errors that mean bad input become 4xx here; anything else is a
+bug, logged with its traceback and answered with a plain 500 document.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from datetime import datetime, timedelta, timezone
+from importlib import resources
+from typing import Any
+
+from klein import Klein
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+
+from comments.api import serialize
+from comments.api.ratelimit import RateLimiter
+from comments.api.validation import (
+    APIError,
+    email_field,
+    id_field,
+    invalid,
+    optional_text_field,
+    path_id,
+    query_value,
+    query_values,
+    read_json_body,
+    text_field,
+)
+from comments.config import Config
+from comments.db.cluster import Cluster, UnknownShard
+from comments.db.pool import DatabaseUnavailable
+from comments.render import render_markdown
+from comments.storage.forums import Forum, ForumDirectory
+from comments.storage.posts import (
+    SORTS,
+    EditRejected,
+    InvalidCursor,
+    InvalidParent,
+    NewPost,
+    PostNotFound,
+    PostStore,
+    Sort,
+    ThreadClosed,
+)
+from comments.storage.threads import ThreadStore
+from comments.urls import InvalidURL, normalise_url
+
+__all__ = ["CommentsAPI"]
+
+MAX_PAGE_SIZE = 100
+MAX_COUNT_KEYS = 200
+_STATIC = resources.files("comments.widget").joinpath("static")
+
+
+def _json(request: IRequest, document: Any, status: int = 200) -> bytes:
+    request.setResponseCode(status)
+    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class CommentsAPI:
+    """The routes of one web node."""
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(self, *, config: Config, cluster: Cluster, reactor: IReactorTime) -> None:
+        self.config = config
+        self.cluster = cluster
+        self.reactor = reactor
+        self.forums = ForumDirectory(cluster, reactor)
+        self.threads = ThreadStore(cluster)
+        self.posts = PostStore(cluster)
+        self.post_limiter = (
+            RateLimiter(reactor, capacity=config.posts_per_minute, per_seconds=60.0) if config.posts_per_minute else None
+        )
+        self.draining = False
+        self.in_flight = 0
+        self._openapi = resources.files("comments.api").joinpath("openapi.json").read_bytes()
+
+    def resource(self) -> Any:
+        """Return the twisted.web resource serving every route."""
+        return self.app.resource()
+
+    # -- errors -------------------------------------------------------------------------
+
+    @app.handle_errors(APIError)
+    def _client_error(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        assert isinstance(error, APIError)
+        for name, value in error.headers.items():
+            request.setHeader(name.encode("ascii"), value.encode("ascii"))
+        return _json(request, error.body(), error.status)
+
+    @app.handle_errors(DatabaseUnavailable)
+    def _unavailable(self, request: IRequest, failure: Failure) -> bytes:
+        self.log.warn("request {method} {path} failed: {error}", method=request.method, path=request.path,
+                      error=str(failure.value))
+        request.setHeader(b"retry-after", b"5")
+        return _json(request, {"error": {"code": "unavailable", "field": None,
+                                         "message": "the comments database is unavailable; try again shortly"}}, 503)
+
+    @app.handle_errors(Exception)
+    def _server_error(self, request: IRequest, failure: Failure) -> bytes:
+        self.log.failure("unhandled error in {method} {path}", failure, method=request.method, path=request.path)
+        return _json(request, {"error": {"code": "internal_error", "field": None,
+                                         "message": "the server failed to handle this request; it has been logged"}},
+                     500)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    async def _forum(self, shortname: str | None, field: str = "forum") -> Forum:
+        if not shortname:
+            raise invalid(field, f"{field} is missing; name the forum's shortname")
+        forum = await self.forums.by_shortname(shortname)
+        if forum is None:
+            raise APIError(404, "unknown_forum", f"forum {shortname!r} does not exist; check the shortname", field)
+        return forum
+
+    def _edit_window(self, forum: Forum) -> int:
+        value = forum.settings.get("edit_window_seconds", self.config.edit_window_seconds)
+        return int(value)
+
+    def _allow_cors(self, request: IRequest, forum: Forum) -> None:
+        origin = request.getHeader(b"origin")
+        if origin and forum.allows_origin(origin.decode("latin-1")):
+            request.setHeader(b"access-control-allow-origin", origin)
+            request.setHeader(b"vary", b"Origin")
+
+    # -- health and documents -----------------------------------------------------------
+
+    @app.route("/health", methods=["GET", "HEAD"])
+    async def health(self, request: IRequest) -> bytes:
+        """Return 200 when every database answers and the node is not draining, else 503."""
+        checks: dict[str, str] = {}
+        for pool in self.cluster.pools:
+            try:
+                await pool.run_query("health", "SELECT 1")
+                checks[pool.label] = "ok"
+            except Exception as error:  # noqa: BLE001  # any failure means not ready
+                checks[pool.label] = f"failed: {error}"
+        ready = not self.draining and all(value == "ok" for value in checks.values())
+        request.setHeader(b"cache-control", b"no-store")
+        status = "ready" if ready else ("draining" if self.draining else "unavailable")
+        return _json(request, {"status": status, "checks": checks}, 200 if ready else 503)
+
+    @app.route("/api/v1/openapi.json", methods=["GET"])
+    def openapi(self, request: IRequest) -> bytes:
+        """Serve the API's OpenAPI document."""
+        request.setHeader(b"content-type", b"application/json; charset=utf-8")
+        return self._openapi
+
+    # -- widget and demo files ------------------------------------------------------------
+
+    def _static(self, request: IRequest, relative: str, content_type: bytes) -> bytes:
+        path = _STATIC.joinpath(relative)
+        if ".." in relative.split("/") or not path.is_file():
+            raise APIError(404, "not_found", f"no file {relative!r} here")
+        request.setHeader(b"content-type", content_type)
+        request.setHeader(b"x-content-type-options", b"nosniff")
+        request.setHeader(b"cache-control", b"public, max-age=300")
+        return path.read_bytes()
+
+    @app.route("/embed.js", methods=["GET"])
+    def embed_script(self, request: IRequest) -> bytes:
+        return self._static(request, "embed.js", b"text/javascript; charset=utf-8")
+
+    @app.route("/count.js", methods=["GET"])
+    def count_script(self, request: IRequest) -> bytes:
+        return self._static(request, "count.js", b"text/javascript; charset=utf-8")
+
+    @app.route("/widget/<name>", methods=["GET"])
+    async def widget_file(self, request: IRequest, name: str) -> bytes:
+        if name != "thread.html":
+            return self._static(request, name, _content_type(name))
+        forum_name = query_value(request, "forum")
+        forum = await self.forums.by_shortname(forum_name) if forum_name else None
+        ancestors = " ".join(forum.origins) if forum is not None and forum.origins else "'none'"
+        if forum is not None and "*" in forum.origins:
+            ancestors = "*"
+        request.setHeader(
+            b"content-security-policy",
+            f"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: https: http:; "
+            f"frame-ancestors {ancestors}".encode(),
+        )
+        request.setHeader(b"referrer-policy", b"strict-origin-when-cross-origin")
+        if forum is None:
+            self.log.warn("widget refused: unknown forum {forum!r} requested from {referer}",
+                          forum=forum_name, referer=request.getHeader(b"referer"))
+        body = self._static(request, "thread.html", b"text/html; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-cache")
+        return body
+
+    @app.route("/demo/", methods=["GET"])
+    def demo_index(self, request: IRequest) -> bytes:
+        return self._static(request, "demo/index.html", b"text/html; charset=utf-8")
+
+    @app.route("/demo/<name>", methods=["GET"])
+    def demo_file(self, request: IRequest, name: str) -> bytes:
+        return self._static(request, f"demo/{name}", _content_type(name))
+
+    @app.route("/", methods=["GET"])
+    def home(self, request: IRequest) -> bytes:
+        request.redirect(b"/demo/")
+        return b""
+
+    # -- forums and threads --------------------------------------------------------------
+
+    @app.route("/api/v1/forums/<shortname>", methods=["GET"])
+    async def get_forum(self, request: IRequest, shortname: str) -> bytes:
+        forum = await self._forum(shortname, "shortname")
+        return _json(request, {"forum": serialize.forum_json(
+            forum, edit_window_seconds=self._edit_window(forum), max_message_length=self.config.max_message_length)})
+
+    @app.route("/api/v1/threads", methods=["POST"])
+    async def find_or_create_thread(self, request: IRequest) -> bytes:
+        body = read_json_body(request, self.config.max_body_bytes)
+        forum = await self._forum(optional_text_field(body, "forum", max_length=64))
+        identifier = optional_text_field(body, "identifier", max_length=500, strip=False)
+        if identifier is not None:
+            identifier = identifier.strip(" \t\r\n")
+            identifier = identifier or None
+        url = text_field(body, "url", max_length=2048)
+        try:
+            url_key = normalise_url(url)
+        except InvalidURL as error:
+            raise invalid("url", str(error)) from None
+        title = optional_text_field(body, "title", max_length=500) or ""
+
+        thread, created = await self.threads.find_or_create(
+            forum, identifier=identifier, url=url, url_key=url_key, title=title
+        )
+        return _json(request, {"thread": serialize.thread_json(thread, forum.shortname)}, 201 if created else 200)
+
+    @app.route("/api/v1/threads/<thread_id>", methods=["GET"])
+    async def get_thread(self, request: IRequest, thread_id: str) -> bytes:
+        thread = await self._thread(thread_id)
+        forum = await self._thread_forum(thread.forum_id)
+        return _json(request, {"thread": serialize.thread_json(thread, forum.shortname)})
+
+    async def _thread(self, thread_id: str) -> Any:
+        parsed = path_id(thread_id, "thread")
+        try:
+            thread = await self.threads.get(parsed)
+        except UnknownShard:
+            thread = None
+        if thread is None:
+            raise APIError(404, "not_found", f"thread {thread_id!r} does not exist")
+        return thread
+
+    async def _thread_forum(self, forum_id: int) -> Forum:
+        forum = await self.forums.by_id(forum_id)
+        if forum is None:
+            raise APIError(404, "not_found", f"the forum of this thread (id {forum_id}) no longer exists")
+        return forum
+
+    # -- posts --------------------------------------------------------------------------
+
+    @app.route("/api/v1/threads/<thread_id>/posts", methods=["GET"])
+    async def list_posts(self, request: IRequest, thread_id: str) -> bytes:
+        sort = query_value(request, "sort", "best")
+        if sort not in SORTS:
+            raise invalid("sort", f"sort {sort!r} is unknown; use one of {', '.join(SORTS)}")
+        limit_text = query_value(request, "limit", "50") or "50"
+        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE_SIZE:
+            raise invalid("limit", f"limit {limit_text!r} is invalid; use a whole number from 1 to {MAX_PAGE_SIZE}")
+        cursor = query_value(request, "cursor")
+
+        thread = await self._thread(thread_id)
+        etag = f'"{thread.id}.{thread.version}.{sort}.{limit_text}.{cursor or ""}"'.encode()
+        request.setHeader(b"etag", etag)
+        request.setHeader(b"cache-control", b"public, max-age=2, must-revalidate")
+        if request.getHeader(b"if-none-match") == etag:
+            request.setResponseCode(304)
+            return b""
+
+        forum = await self._thread_forum(thread.forum_id)
+        try:
+            page = await self.posts.page(thread.id, sort=_as_sort(sort), limit=int(limit_text), cursor=cursor)
+        except InvalidCursor as error:
+            raise invalid("cursor", str(error)) from None
+        return _json(request, {
+            "thread": serialize.thread_json(thread, forum.shortname),
+            "posts": [serialize.post_json(post) for post in page.posts],
+            "cursor": {"next": page.next_cursor, "has_more": page.next_cursor is not None},
+        })
+
+    @app.route("/api/v1/threads/<thread_id>/posts", methods=["POST"])
+    async def create_post(self, request: IRequest, thread_id: str) -> bytes:
+        body = read_json_body(request, self.config.max_body_bytes)
+        thread = await self._thread(thread_id)
+        forum = await self._thread_forum(thread.forum_id)
+        author_name = text_field(body, "author_name", max_length=self.config.max_name_length)
+        author_email = email_field(body, "author_email")
+        message = text_field(body, "message", max_length=self.config.max_message_length)
+        parent_id = id_field(body, "parent")
+
+        client = _client_address(request)
+        retry_after = self.post_limiter.take(client) if self.post_limiter else None
+        if retry_after is not None:
+            raise APIError(429, "rate_limited",
+                           f"too many comments from this address; wait {retry_after} seconds and post again",
+                           headers={"Retry-After": str(retry_after)})
+
+        html = render_markdown(message)
+        state = "pending" if forum.settings.get("premoderation") else "approved"
+        token = secrets.token_urlsafe(24)
+        new = NewPost(thread_id=thread.id, parent_id=parent_id, raw=message, html=html, author_name=author_name,
+                      author_email=author_email, ip=client, state=state)
+        try:
+            post = await self.posts.create(new, token)
+        except InvalidParent as error:
+            raise invalid("parent", str(error)) from None
+        except ThreadClosed as error:
+            raise APIError(409, "thread_closed", str(error)) from None
+
+        window = self._edit_window(forum)
+        edit_until = datetime.now(timezone.utc) + timedelta(seconds=window)
+        return _json(request, {"post": serialize.post_json(post), "edit_token": token,
+                               "edit_until": serialize.timestamp(edit_until)}, 201)
+
+    async def _edit(self, request: IRequest, post_id: str, *, delete: bool) -> bytes:
+        parsed = path_id(post_id, "post")
+        token_header = request.getHeader(b"x-edit-token")
+        if not token_header:
+            raise APIError(401, "missing_token", "the X-Edit-Token header is missing; send the token you got "
+                           "when you created the post")
+        token = token_header.decode("latin-1")
+        raw = html = None
+        if not delete:
+            body = read_json_body(request, self.config.max_body_bytes)
+            raw = text_field(body, "message", max_length=self.config.max_message_length)
+            html = render_markdown(raw)
+        try:
+            existing = await self.posts.get(parsed)
+            thread = await self._thread(str(existing.thread_id))
+            forum = await self._thread_forum(thread.forum_id)
+            post = await self.posts.edit(parsed, edit_token=token, window=timedelta(seconds=self._edit_window(forum)),
+                                         raw=raw, html=html, delete=delete)
+        except (PostNotFound, UnknownShard):
+            raise APIError(404, "not_found", f"post {post_id!r} does not exist") from None
+        except EditRejected as error:
+            raise APIError(403, "forbidden", str(error)) from None
+        return _json(request, {"post": serialize.post_json(post)})
+
+    @app.route("/api/v1/posts/<post_id>", methods=["PATCH"])
+    async def edit_post(self, request: IRequest, post_id: str) -> bytes:
+        return await self._edit(request, post_id, delete=False)
+
+    @app.route("/api/v1/posts/<post_id>", methods=["DELETE"])
+    async def delete_post(self, request: IRequest, post_id: str) -> bytes:
+        return await self._edit(request, post_id, delete=True)
+
+    @app.route("/api/v1/posts/<post_id>/vote", methods=["POST"])
+    async def vote(self, request: IRequest, post_id: str) -> bytes:
+        parsed = path_id(post_id, "post")
+        body = read_json_body(request, self.config.max_body_bytes)
+        voter = text_field(body, "voter", max_length=128)
+        if len(voter) < 8:
+            raise invalid("voter", "voter must be at least 8 characters; send the random voter id the widget keeps")
+        value = body.get("value")
+        if isinstance(value, bool) or value not in (-1, 0, 1):
+            raise invalid("value", f"value {value!r} is invalid; use 1 (up), -1 (down) or 0 (withdraw)")
+        try:
+            post, vote = await self.posts.vote(parsed, voter=voter, value=value)
+        except (PostNotFound, UnknownShard):
+            raise APIError(404, "not_found", f"post {post_id!r} does not exist or takes no votes") from None
+        return _json(request, {"post": {"id": str(post.id), "likes": post.likes, "dislikes": post.dislikes,
+                                        "score": post.score}, "vote": vote})
+
+    # -- counts ---------------------------------------------------------------------------
+
+    @app.route("/api/v1/counts", methods=["GET"])
+    async def counts(self, request: IRequest) -> bytes:
+        forum = await self._forum(query_value(request, "forum"))
+        identifiers = query_values(request, "identifier", max_count=MAX_COUNT_KEYS, max_length=500)
+        urls = query_values(request, "url", max_count=MAX_COUNT_KEYS)
+        keys: dict[str, str] = {}
+        for url in urls:
+            try:
+                keys[url] = normalise_url(url)
+            except InvalidURL as error:
+                raise invalid("url", str(error)) from None
+
+        by_identifier, by_url = await self.threads.counts(
+            forum, identifiers=[i.strip() for i in identifiers], url_keys=sorted(set(keys.values()))
+        )
+        self._allow_cors(request, forum)
+        request.setHeader(b"cache-control", b"public, max-age=30")
+        return _json(request, {
+            "identifiers": {i: by_identifier.get(i.strip(), 0) for i in identifiers},
+            "urls": {url: by_url.get(key, 0) for url, key in keys.items()},
+        })
+
+
+def _content_type(name: str) -> bytes:
+    kinds = {".js": b"text/javascript; charset=utf-8", ".css": b"text/css; charset=utf-8",
+             ".html": b"text/html; charset=utf-8", ".svg": b"image/svg+xml", ".png": b"image/png"}
+    for suffix, kind in kinds.items():
+        if name.endswith(suffix):
+            return kind
+    return b"application/octet-stream"
+
+
+def _as_sort(value: str | None) -> Sort:
+    assert value in SORTS
+    return value  # type: ignore[return-value]  # checked against SORTS just above
+
+
+def _client_address(request: IRequest) -> str | None:
+    # NOTE: behind HAProxy this is the proxy's address; trusting X-Forwarded-For needs a
+    # configured list of proxies, which the node does not have yet.
+    address = request.getClientAddress()
+    return getattr(address, "host", None)
+

@@ -1,0 +1,292 @@
+"""
+A reconnecting pool of txpostgres connections to one PostgreSQL database.
+
+txpostgres's own ``ConnectionPool`` keeps a dead connection forever after a server
+restart. This pool drops a connection as soon as psycopg2 reports it lost, fails the
+waiting callers at once while no connection is alive, and reconnects each slot in the
+background with capped exponential backoff on the injected reactor's clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import psycopg2
+import psycopg2.errors
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from txpostgres import txpostgres  # type: ignore[import-untyped]  # txpostgres ships no type hints
+
+__all__ = ["Pool", "DatabaseUnavailable", "Cursor", "redact_dsn"]
+
+T = TypeVar("T")
+Cursor = Any  # txpostgres.Cursor: execute() returns a Deferred, fetch*() are synchronous
+
+# SQLSTATEs that mean "try the whole transaction again": serialization failure, deadlock.
+_RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+_MAX_TRANSACTION_ATTEMPTS = 3
+
+
+class DatabaseUnavailable(Exception):
+    """No connection to the database is alive, or the wait for a free one timed out."""
+
+
+def redact_dsn(dsn: str) -> str:
+    """Return ``dsn`` with any password replaced, for logs."""
+    try:
+        params = psycopg2.extensions.parse_dsn(dsn)
+    except psycopg2.ProgrammingError:
+        return "<unparsable DSN>"
+    if "password" in params:
+        params["password"] = "***"
+    return " ".join(f"{key}={value}" for key, value in sorted(params.items()))
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    return isinstance(error, (psycopg2.OperationalError, psycopg2.InterfaceError)) and not isinstance(
+        error, psycopg2.errors.QueryCanceled
+    )
+
+
+class Pool:
+    """
+    A fixed number of connection slots to one database, each reconnecting on its own.
+
+    ``label`` names the database in logs (``meta``, ``users``, ``shards[0]``).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        *,
+        label: str,
+        dsn: str,
+        size: int,
+        reactor: IReactorTime,
+        slow_query_ms: float = 250.0,
+        connect_timeout_seconds: int = 5,
+        checkout_timeout_seconds: float = 10.0,
+        statement_timeout_ms: int = 30_000,
+        max_backoff_seconds: float = 10.0,
+    ) -> None:
+        self.label = label
+        self.dsn = dsn
+        self.size = size
+        self._reactor = reactor
+        self._slow_query_ms = slow_query_ms
+        self._connect_kwargs = {
+            "connect_timeout": connect_timeout_seconds,
+            "options": f"-c statement_timeout={statement_timeout_ms}",
+            "application_name": "comments",
+        }
+        self._checkout_timeout = checkout_timeout_seconds
+        self._max_backoff = max_backoff_seconds
+        self._idle: deque[txpostgres.Connection] = deque()
+        self._waiters: deque[defer.Deferred[txpostgres.Connection]] = deque()
+        self._alive = 0
+        self._connecting = 0
+        self._pending_reconnects: dict[int, Any] = {}
+        self._next_slot = 0
+        self._closed = False
+
+    @property
+    def alive(self) -> int:
+        """The number of open connections."""
+        return self._alive
+
+    async def start(self) -> None:
+        """
+        Open every slot, returning once at least one connection works.
+
+        Raises DatabaseUnavailable when the first attempt of every slot fails; the
+        slots keep reconnecting in the background, so the pool recovers on its own.
+        """
+        self.log.info("connecting to {label} ({dsn}) with {size} connections", label=self.label,
+                      dsn=redact_dsn(self.dsn), size=self.size)
+        attempts = [defer.Deferred.fromCoroutine(self._open_slot(slot, attempt=1)) for slot in range(self.size)]
+        self._next_slot = self.size
+        results = await defer.DeferredList(attempts, consumeErrors=True)
+        if not any(ok and opened for ok, opened in results):
+            raise DatabaseUnavailable(f"cannot connect to {self.label} ({redact_dsn(self.dsn)})")
+        self.log.info("connected to {label}: {alive} of {size} connections open", label=self.label,
+                      alive=self._alive, size=self.size)
+
+    def close(self) -> None:
+        """Close every connection and stop reconnecting."""
+        self._closed = True
+        for call in self._pending_reconnects.values():
+            if call.active():
+                call.cancel()
+        self._pending_reconnects.clear()
+        while self._idle:
+            connection = self._idle.popleft()
+            self._close_quietly(connection)
+            self._alive -= 1
+        while self._waiters:
+            self._waiters.popleft().errback(DatabaseUnavailable(f"the {self.label} pool is closed"))
+
+    async def _open_slot(self, slot: int, attempt: int) -> bool:
+        self._pending_reconnects.pop(slot, None)
+        if self._closed:
+            return False
+        connection = txpostgres.Connection(reactor=self._reactor)
+        self._connecting += 1
+        try:
+            await connection.connect(self.dsn, **self._connect_kwargs)
+        except Exception as error:  # noqa: BLE001  # psycopg2 raises many types while connecting
+            self._connecting -= 1
+            delay = min(self._max_backoff, 0.5 * 2 ** (attempt - 1))
+            self.log.warn(
+                "connection {slot} to {label} failed (attempt {attempt}): {error}; retrying in {delay:.1f}s",
+                slot=slot, label=self.label, attempt=attempt, error=str(error).strip(), delay=delay,
+            )
+            self._schedule_reconnect(slot, attempt + 1, delay)
+            return False
+        self._connecting -= 1
+        if self._closed:
+            self._close_quietly(connection)
+            return False
+        connection.slot = slot
+        self._alive += 1
+        if attempt > 1:
+            self.log.info("reconnected slot {slot} to {label} after {attempts} attempts",
+                          slot=slot, label=self.label, attempts=attempt)
+        self._release(connection)
+        return True
+
+    def _schedule_reconnect(self, slot: int, attempt: int, delay: float) -> None:
+        if self._closed:
+            return
+        self._pending_reconnects[slot] = self._reactor.callLater(
+            delay, lambda: defer.Deferred.fromCoroutine(self._open_slot(slot, attempt))
+        )
+
+    def _release(self, connection: txpostgres.Connection) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.called:
+                waiter.callback(connection)
+                return
+        self._idle.append(connection)
+
+    def _discard(self, connection: txpostgres.Connection, error: BaseException) -> None:
+        self._alive -= 1
+        self._close_quietly(connection)
+        self.log.warn("lost connection {slot} to {label}: {error}; reconnecting",
+                      slot=connection.slot, label=self.label, error=str(error).strip())
+        # Every idle connection most likely died with the same server, so test them
+        # lazily: they fail on their next use and are discarded then.
+        self._schedule_reconnect(connection.slot, 1, 0.0)
+        if self._alive == 0:
+            while self._waiters:
+                self._waiters.popleft().errback(DatabaseUnavailable(f"{self.label} is unavailable"))
+
+    @staticmethod
+    def _close_quietly(connection: txpostgres.Connection) -> None:
+        try:
+            connection.close()
+        except Exception:  # noqa: BLE001, S110  # closing a broken connection may raise anything
+            pass
+
+    async def _checkout(self) -> txpostgres.Connection:
+        if self._idle:
+            return self._idle.popleft()
+        if self._closed:
+            raise DatabaseUnavailable(f"the {self.label} pool is closed")
+        if self._alive == 0:
+            raise DatabaseUnavailable(f"{self.label} is unavailable: no open connection, reconnecting")
+        waiter: defer.Deferred[txpostgres.Connection] = defer.Deferred()
+        self._waiters.append(waiter)
+        timer = self._reactor.callLater(
+            self._checkout_timeout,
+            lambda: waiter.called or waiter.errback(
+                DatabaseUnavailable(f"timed out after {self._checkout_timeout}s waiting for a {self.label} connection")
+            ),
+        )
+        try:
+            return await waiter
+        finally:
+            if timer.active():
+                timer.cancel()
+
+    async def run_interaction(
+        self, name: str, body: Callable[[Cursor], Awaitable[T]], *, shard: int | None = None
+    ) -> T:
+        """
+        Run ``body`` in one transaction named ``name``, retrying serialization failures and deadlocks.
+
+        ``body`` receives a txpostgres cursor. A lost connection is not retried, since the
+        commit may or may not have happened; it raises DatabaseUnavailable.
+        """
+        for attempt in range(1, _MAX_TRANSACTION_ATTEMPTS + 1):
+            try:
+                return await self._run_once(name, body, shard)
+            except psycopg2.Error as error:
+                if error.pgcode not in _RETRYABLE_SQLSTATES or attempt == _MAX_TRANSACTION_ATTEMPTS:
+                    raise
+                delay = 0.01 * 2 ** attempt
+                self.log.info(
+                    "transaction {name} on {label} hit {code} (attempt {attempt} of {limit}); retrying in {delay}s",
+                    name=name, label=self.label, code=error.pgcode, attempt=attempt,
+                    limit=_MAX_TRANSACTION_ATTEMPTS, delay=delay,
+                )
+                await _sleep(self._reactor, delay)
+        raise AssertionError("unreachable")
+
+    async def _run_once(self, name: str, body: Callable[[Cursor], Awaitable[T]], shard: int | None) -> T:
+        def interaction(cursor: Cursor) -> defer.Deferred[T]:
+            return defer.Deferred.fromCoroutine(_as_coroutine(body(cursor)))
+
+        return await self._with_connection(name, shard, lambda c: c.runInteraction(interaction))
+
+    async def _with_connection(
+        self, name: str, shard: int | None, operation: Callable[[Any], defer.Deferred[T]]
+    ) -> T:
+        connection = await self._checkout()
+        started = time.monotonic()
+        try:
+            result: T = await operation(connection)
+        except txpostgres.RollbackFailed as failed:
+            self._discard(connection, failed)
+            raise DatabaseUnavailable(f"{self.label} failed during {name}") from None
+        except BaseException as error:
+            if _is_connection_error(error):
+                self._discard(connection, error)
+                raise DatabaseUnavailable(f"{self.label} connection lost during {name}") from error
+            self._release(connection)
+            raise
+        self._release(connection)
+        self._record_duration(name, started, shard)
+        return result
+
+    def _record_duration(self, name: str, started: float, shard: int | None) -> None:
+        elapsed_ms = (time.monotonic() - started) * 1000
+        if elapsed_ms >= self._slow_query_ms:
+            self.log.warn(
+                "slow transaction {name} on {label} shard {shard}: {duration_ms:.1f} ms",
+                name=name, label=self.label, shard=shard, duration_ms=elapsed_ms,
+            )
+
+    async def run_query(self, name: str, sql: str, params: Any = None, *, shard: int | None = None) -> list[Any]:
+        """Run one row-returning statement outside any transaction (autocommit) and return its rows."""
+        rows: list[Any] = await self._with_connection(name, shard, lambda c: c.runQuery(sql, params))
+        return rows
+
+    async def run_operation(self, name: str, sql: str, params: Any = None, *, shard: int | None = None) -> None:
+        """Run one statement that returns no rows, outside any transaction (autocommit)."""
+        await self._with_connection(name, shard, lambda c: c.runOperation(sql, params))
+
+
+async def _as_coroutine(awaitable: Awaitable[T]) -> T:
+    return await awaitable
+
+
+def _sleep(reactor: IReactorTime, seconds: float) -> defer.Deferred[None]:
+    sleeper: defer.Deferred[None] = defer.Deferred()
+    reactor.callLater(seconds, sleeper.callback, None)
+    return sleeper

