@@ -1,0 +1,455 @@
+"""The HTTP API against the real two-database test cluster."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from twisted.internet import defer
+
+from comments.config import Config
+from tests.harness import APITestCase
+
+
+class ThreadTests(APITestCase):
+    async def test_create_then_find_by_identifier(self) -> None:
+        """The first request creates the thread (201); the next finds the same one (200)."""
+        payload = {"forum": "site", "identifier": "post-1", "url": "https://example.org/a", "title": "First"}
+        status, first, _ = await self.request("POST", "/api/v1/threads", payload)
+        self.assertEqual(status, 201)
+        payload["title"] = "Changed"
+        status, second, _ = await self.request("POST", "/api/v1/threads", payload)
+        self.assertEqual(status, 200)
+        self.assertEqual(first["thread"]["id"], second["thread"]["id"])
+        self.assertEqual(second["thread"]["title"], "First", "the title is taken on creation only")
+
+    async def test_find_by_normalised_url(self) -> None:
+        """Without an identifier, url variants a reader would call the same page share one thread."""
+        variants = ["https://Example.org/post/", "https://example.org:443/post#comments", "HTTPS://example.org/post"]
+        ids = set()
+        for url in variants:
+            status, body, _ = await self.request("POST", "/api/v1/threads", {"forum": "site", "url": url})
+            self.assertIn(status, (200, 201))
+            ids.add(body["thread"]["id"])
+        self.assertEqual(len(ids), 1)
+
+    async def test_identifier_and_url_threads_differ(self) -> None:
+        """A thread named by identifier is not the url-only thread of the same page."""
+        url = "https://example.org/p"
+        _, by_url, _ = await self.request("POST", "/api/v1/threads", {"forum": "site", "url": url})
+        _, by_identifier, _ = await self.request("POST", "/api/v1/threads",
+                                                 {"forum": "site", "url": url, "identifier": "p"})
+        self.assertNotEqual(by_url["thread"]["id"], by_identifier["thread"]["id"])
+
+    async def test_concurrent_creation_makes_one_thread(self) -> None:
+        """Twenty simultaneous first loads of a page create exactly one thread."""
+        payload = {"forum": "site", "identifier": "hot", "url": "https://example.org/hot"}
+        results = await defer.gatherResults([
+            defer.Deferred.fromCoroutine(self.request("POST", "/api/v1/threads", payload)) for _ in range(20)
+        ])
+        self.assertEqual({body["thread"]["id"] for _, body, _ in results}.__len__(), 1)
+        self.assertEqual(sorted(status for status, _, _ in results).count(201), 1)
+
+    async def test_unknown_forum(self) -> None:
+        """An unknown forum is a 404 naming the shortname."""
+        status, body, _ = await self.request("POST", "/api/v1/threads", {"forum": "nope", "url": "https://x.org"})
+        self.assertEqual(status, 404)
+        self.assertEqual(body["error"]["code"], "unknown_forum")
+        self.assertIn("'nope'", body["error"]["message"])
+
+    async def test_thread_ids_are_strings(self) -> None:
+        """Ids travel as decimal strings, since they exceed JavaScript's 2**53."""
+        thread = await self.thread()
+        self.assertIsInstance(thread["id"], str)
+        self.assertGreater(int(thread["id"]), 2**53)
+
+    async def test_unknown_thread_and_malformed_id(self) -> None:
+        """A missing thread, a malformed id and an id on no shard are all 404."""
+        for thread_id in ("1", "abc", "99999999999999999999", str((1 << 62) | (8000 << 10))):
+            status, body, _ = await self.request("GET", f"/api/v1/threads/{thread_id}/posts")
+            self.assertEqual(status, 404, thread_id)
+            self.assertEqual(body["error"]["code"], "not_found")
+
+
+class ValidationTests(APITestCase):
+    async def _post(self, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
+        thread = await self.thread()
+        status, document, _ = await self.request("POST", f"/api/v1/threads/{thread['id']}/posts", body, raw=raw)
+        return status, document
+
+    async def assertRejected(self, body: Any, field: str | None, code: str = "invalid_field",
+                             raw: bytes | None = None, status: int = 400) -> dict[str, Any]:
+        got_status, document = await self._post(body, raw)
+        self.assertEqual(got_status, status, document)
+        self.assertEqual(document["error"]["code"], code)
+        self.assertEqual(document["error"]["field"], field)
+        self.assertTrue(document["error"]["message"])
+        return document  # type: ignore[no-any-return]
+
+    async def test_invalid_json(self) -> None:
+        """A body that is not JSON names the position of the problem."""
+        document = await self.assertRejected(None, None, "invalid_json", raw=b'{"author_name": ')
+        self.assertIn("line 1", document["error"]["message"])
+
+    async def test_json_not_an_object(self) -> None:
+        """A JSON array is rejected."""
+        await self.assertRejected(None, None, "invalid_json", raw=b"[1, 2]")
+
+    async def test_invalid_utf8(self) -> None:
+        """Bytes that are not UTF-8 are rejected before parsing."""
+        await self.assertRejected(None, None, "invalid_encoding", raw=b'{"message": "\xff\xfe"}')
+
+    async def test_nul_character(self) -> None:
+        """A NUL character, which PostgreSQL cannot store in text, is rejected by field."""
+        await self.assertRejected({"author_name": "A", "message": "x\u0000y"}, "message")
+        await self.assertRejected({"author_name": "A\u0000", "message": "x"}, "author_name")
+
+    async def test_unpaired_surrogate(self) -> None:
+        """An escaped lone surrogate decodes to text that is not valid UTF-8; it is rejected."""
+        await self.assertRejected(None, "message", raw=b'{"author_name": "A", "message": "x\\ud800"}')
+
+    async def test_missing_and_empty_fields(self) -> None:
+        """Name and message are required and must not be blank."""
+        await self.assertRejected({"message": "hello"}, "author_name")
+        await self.assertRejected({"author_name": "A"}, "message")
+        await self.assertRejected({"author_name": "A", "message": "   "}, "message")
+
+    async def test_wrong_types(self) -> None:
+        """Each field names the type it got."""
+        document = await self.assertRejected({"author_name": 5, "message": "x"}, "author_name")
+        self.assertIn("a number", document["error"]["message"])
+        await self.assertRejected({"author_name": "A", "message": ["x"]}, "message")
+        await self.assertRejected({"author_name": "A", "message": "x", "parent": True}, "parent")
+
+    async def test_too_long_message(self) -> None:
+        """A message over the limit names its length and the limit."""
+        document = await self.assertRejected({"author_name": "A", "message": "x" * 10_001}, "message")
+        self.assertIn("10000", document["error"]["message"])
+
+    async def test_body_over_size_limit(self) -> None:
+        """A body over max_body_bytes is a 413."""
+        await self.assertRejected({"author_name": "A", "message": "x" * 70_000}, None, "body_too_large",
+                                  status=413)
+
+    async def test_invalid_email(self) -> None:
+        """An e-mail address without a domain is rejected."""
+        await self.assertRejected({"author_name": "A", "message": "x", "author_email": "nobody"}, "author_email")
+
+    async def test_parent_in_other_thread(self) -> None:
+        """A reply's parent must be in the same thread; nothing is written otherwise."""
+        other = await self.thread("other-page")
+        parent = await self.post(other["id"])
+        thread = await self.thread()
+        status, document, _ = await self.request(
+            "POST", f"/api/v1/threads/{thread['id']}/posts",
+            {"author_name": "A", "message": "reply", "parent": parent["post"]["id"]})
+        self.assertEqual(status, 400)
+        self.assertEqual(document["error"]["field"], "parent")
+        _, listing, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts")
+        self.assertEqual(listing["posts"], [])
+        self.assertEqual(listing["thread"]["posts"], 0)
+
+    async def test_parent_malformed_or_missing(self) -> None:
+        """A malformed parent id and an unknown one are both rejected on the parent field."""
+        await self.assertRejected({"author_name": "A", "message": "x", "parent": "12x"}, "parent")
+        thread = await self.thread()
+        fake_parent = str(int(thread["id"]) + 1)
+        await self.assertRejected({"author_name": "A", "message": "x", "parent": fake_parent}, "parent")
+
+    async def test_bad_query_parameters(self) -> None:
+        """Unknown sort, out-of-range limit and a forged cursor are 400s naming the parameter."""
+        thread = await self.thread()
+        for query, field in (("sort=random", "sort"), ("limit=0", "limit"), ("limit=1000", "limit"),
+                             ("limit=-1", "limit"), ("cursor=bm9wZQ", "cursor"), ("cursor=%FF", "cursor")):
+            status, document, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts?{query}")
+            self.assertEqual(status, 400, query)
+            self.assertEqual(document["error"]["field"], field, query)
+
+    async def test_hostile_bodies_never_500(self) -> None:
+        """A table of hostile bodies each get a 4xx, never a 500."""
+        thread = await self.thread()
+        bodies = [b"", b"null", b"\x00", b'{"author_name": {"$gt": ""}, "message": "x"}', b"{" * 5000,
+                  b'{"author_name": "A", "message": "x", "parent": -1}', b'{"author_name": 1e999, "message": 1}',
+                  "{\"author_name\": \"\u202e\", \"message\": \"\U0001F600\"}".encode()]
+        for raw in bodies:
+            status, document, _ = await self.request("POST", f"/api/v1/threads/{thread['id']}/posts", raw=raw)
+            self.assertLess(status, 500, raw[:40])
+            if status >= 400:
+                self.assertIn("error", document)
+
+
+class PostTests(APITestCase):
+    async def test_markdown_rendered_and_sanitized(self) -> None:
+        """Markdown becomes HTML; script is inert; links get rel=nofollow ugc noopener."""
+        thread = await self.thread()
+        body = await self.post(thread["id"], "**bold** <script>alert(1)</script> [x](https://a.org) "
+                                             "[bad](javascript:alert(1))")
+        html = body["post"]["message"]
+        self.assertIn("<strong>bold</strong>", html)
+        self.assertNotIn("<script", html)
+        self.assertIn('rel="nofollow ugc noopener"', html)
+        self.assertNotIn('href="javascript', html)
+        self.assertEqual(body["post"]["raw"].split()[0], "**bold**")
+
+    async def test_email_never_shown(self) -> None:
+        """A guest's e-mail address is stored but never appears in a listing."""
+        thread = await self.thread()
+        status, _, _ = await self.request("POST", f"/api/v1/threads/{thread['id']}/posts",
+                                          {"author_name": "A", "author_email": "a@example.org", "message": "hi"})
+        self.assertEqual(status, 201)
+        _, listing, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts")
+        self.assertNotIn("a@example.org", json.dumps(listing))
+
+    async def test_edit_and_delete_with_token(self) -> None:
+        """The edit token edits and deletes; a wrong or missing token is refused."""
+        thread = await self.thread()
+        created = await self.post(thread["id"], "first")
+        post_id, token = created["post"]["id"], created["edit_token"]
+
+        status, _, _ = await self.request("PATCH", f"/api/v1/posts/{post_id}", {"message": "x"},
+                                          headers={"X-Edit-Token": "wrong"})
+        self.assertEqual(status, 403)
+        status, _, _ = await self.request("PATCH", f"/api/v1/posts/{post_id}", {"message": "x"})
+        self.assertEqual(status, 401)
+
+        status, edited, _ = await self.request("PATCH", f"/api/v1/posts/{post_id}", {"message": "*second*"},
+                                               headers={"X-Edit-Token": token})
+        self.assertEqual(status, 200)
+        self.assertIn("<em>second</em>", edited["post"]["message"])
+        self.assertIsNotNone(edited["post"]["edited_at"])
+
+        status, deleted, _ = await self.request("DELETE", f"/api/v1/posts/{post_id}",
+                                                headers={"X-Edit-Token": token})
+        self.assertEqual(status, 200)
+        self.assertEqual(deleted["post"]["state"], "deleted")
+        _, listing, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts")
+        self.assertEqual(listing["posts"], [])
+        self.assertEqual(listing["thread"]["posts"], 0)
+
+    async def test_deleted_parent_keeps_replies(self) -> None:
+        """Deleting a post with replies leaves a blank placeholder holding the replies."""
+        thread = await self.thread()
+        parent = await self.post(thread["id"], "parent text", name="Parent Author")
+        await self.post(thread["id"], "reply", parent=parent["post"]["id"])
+        await self.request("DELETE", f"/api/v1/posts/{parent['post']['id']}",
+                           headers={"X-Edit-Token": parent["edit_token"]})
+        _, listing, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts")
+        self.assertEqual(len(listing["posts"]), 1)
+        placeholder = listing["posts"][0]
+        self.assertEqual(placeholder["state"], "deleted")
+        self.assertEqual(placeholder["message"], "")
+        self.assertEqual(placeholder["author"]["name"], "")
+        self.assertEqual(placeholder["replies"][0]["raw"], "reply")
+
+    async def test_edit_window_over(self) -> None:
+        """After the window, the token no longer edits."""
+        self.api.config = Config(posts_per_minute=0, edit_window_seconds=0)
+        thread = await self.thread()
+        created = await self.post(thread["id"])
+        status, document, _ = await self.request("PATCH", f"/api/v1/posts/{created['post']['id']}",
+                                                 {"message": "late"},
+                                                 headers={"X-Edit-Token": created["edit_token"]})
+        self.assertEqual(status, 403)
+        self.assertIn("edit window", document["error"]["message"])
+
+    async def test_rate_limit(self) -> None:
+        """Past the per-minute limit a client gets 429 with Retry-After."""
+        self.api.config = Config(posts_per_minute=2)
+        from comments.api.ratelimit import RateLimiter
+        from twisted.internet import reactor
+
+        self.api.post_limiter = RateLimiter(reactor, capacity=2, per_seconds=60)
+        thread = await self.thread()
+        await self.post(thread["id"])
+        await self.post(thread["id"])
+        status, document, headers = await self.request("POST", f"/api/v1/threads/{thread['id']}/posts",
+                                                       {"author_name": "A", "message": "third"})
+        self.assertEqual(status, 429)
+        self.assertEqual(document["error"]["code"], "rate_limited")
+        self.assertTrue(headers.getRawHeaders("retry-after"))
+
+    async def test_premoderated_forum_holds_posts(self) -> None:
+        """On a forum with premoderation, a new post is pending and not listed."""
+        from tests.support import make_forum
+
+        make_forum(self.database, "strict", settings={"premoderation": True})
+        thread = await self.thread(forum="strict")
+        created = await self.post(thread["id"])
+        self.assertEqual(created["post"]["state"], "pending")
+        _, listing, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts")
+        self.assertEqual(listing["posts"], [])
+        self.assertEqual(listing["thread"]["posts"], 0)
+
+
+class ListingTests(APITestCase):
+    async def _build_thread(self, top_level: int, replies_per_post: int) -> tuple[str, set[str]]:
+        thread = await self.thread()
+        every_id: set[str] = set()
+        for index in range(top_level):
+            top = await self.post(thread["id"], f"top {index}")
+            every_id.add(top["post"]["id"])
+            parent = top["post"]["id"]
+            for depth in range(replies_per_post):
+                reply = await self.post(thread["id"], f"reply {index}.{depth}", parent=parent)
+                every_id.add(reply["post"]["id"])
+                parent = reply["post"]["id"]
+        return thread["id"], every_id
+
+    def _walk(self, posts: list[dict[str, Any]]) -> list[str]:
+        ids = []
+        for post in posts:
+            ids.append(post["id"])
+            ids.extend(self._walk(post["replies"]))
+        return ids
+
+    async def _all_pages(self, thread_id: str, sort: str, limit: int) -> list[list[dict[str, Any]]]:
+        pages, cursor = [], None
+        while True:
+            query = f"sort={sort}&limit={limit}" + (f"&cursor={cursor}" if cursor else "")
+            status, body, _ = await self.request("GET", f"/api/v1/threads/{thread_id}/posts?{query}")
+            self.assertEqual(status, 200, body)
+            pages.append(body["posts"])
+            cursor = body["cursor"]["next"]
+            self.assertEqual(body["cursor"]["has_more"], cursor is not None)
+            if cursor is None:
+                return pages
+
+    async def test_pages_hold_every_reply_once(self) -> None:
+        """Across pages of every sort, each post appears exactly once, replies with their root."""
+        thread_id, every_id = await self._build_thread(top_level=7, replies_per_post=3)
+        for sort in ("oldest", "newest", "best"):
+            pages = await self._all_pages(thread_id, sort, limit=3)
+            self.assertEqual([len(page) for page in pages], [3, 3, 1], sort)
+            seen = [post_id for page in pages for post_id in self._walk(page)]
+            self.assertEqual(len(seen), len(set(seen)), f"{sort}: a post appeared twice")
+            self.assertEqual(set(seen), every_id, f"{sort}: a post is missing")
+
+    async def test_nesting_unlimited_depth(self) -> None:
+        """A chain of 30 replies nests 30 levels deep."""
+        thread_id, _ = await self._build_thread(top_level=1, replies_per_post=30)
+        _, body, _ = await self.request("GET", f"/api/v1/threads/{thread_id}/posts")
+        depth, node = 0, body["posts"][0]
+        while node["replies"]:
+            self.assertEqual(len(node["replies"]), 1)
+            node = node["replies"][0]
+            depth += 1
+        self.assertEqual(depth, 30)
+        self.assertEqual(node["depth"], 30)
+
+    async def test_sort_orders(self) -> None:
+        """oldest is creation order, newest its reverse, best by score."""
+        thread = await self.thread()
+        ids = [(await self.post(thread["id"], f"p{i}"))["post"]["id"] for i in range(3)]
+        await self.request("POST", f"/api/v1/posts/{ids[1]}/vote", {"voter": "voter-one", "value": 1})
+        listings = {}
+        for sort in ("oldest", "newest", "best"):
+            _, body, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts?sort={sort}")
+            listings[sort] = [post["id"] for post in body["posts"]]
+        self.assertEqual(listings["oldest"], ids)
+        self.assertEqual(listings["newest"], ids[::-1])
+        self.assertEqual(listings["best"], [ids[1], ids[2], ids[0]])
+
+    async def test_etag_revalidation(self) -> None:
+        """An unchanged thread answers 304 to its ETag; a new post changes the ETag."""
+        thread = await self.thread()
+        await self.post(thread["id"])
+        path = f"/api/v1/threads/{thread['id']}/posts"
+        _, _, headers = await self.request("GET", path)
+        etag = headers.getRawHeaders("etag")[0]
+        status, _, _ = await self.request("GET", path, headers={"If-None-Match": etag})
+        self.assertEqual(status, 304)
+        await self.post(thread["id"])
+        status, _, headers = await self.request("GET", path, headers={"If-None-Match": etag})
+        self.assertEqual(status, 200)
+        self.assertNotEqual(headers.getRawHeaders("etag")[0], etag)
+
+
+class VoteTests(APITestCase):
+    async def test_vote_change_and_withdraw(self) -> None:
+        """One vote per voter: changing it moves the count, 0 withdraws it."""
+        thread = await self.thread()
+        post_id = (await self.post(thread["id"]))["post"]["id"]
+        path = f"/api/v1/posts/{post_id}/vote"
+        _, body, _ = await self.request("POST", path, {"voter": "reader-123", "value": 1})
+        self.assertEqual((body["post"]["likes"], body["post"]["dislikes"]), (1, 0))
+        _, body, _ = await self.request("POST", path, {"voter": "reader-123", "value": 1})
+        self.assertEqual((body["post"]["likes"], body["post"]["dislikes"]), (1, 0))
+        _, body, _ = await self.request("POST", path, {"voter": "reader-123", "value": -1})
+        self.assertEqual((body["post"]["likes"], body["post"]["dislikes"], body["post"]["score"]), (0, 1, -1))
+        _, body, _ = await self.request("POST", path, {"voter": "reader-123", "value": 0})
+        self.assertEqual((body["post"]["likes"], body["post"]["dislikes"]), (0, 0))
+
+    async def test_concurrent_votes_lose_no_update(self) -> None:
+        """Sixty voters voting at once, a third of them down, leave exact counts."""
+        thread = await self.thread()
+        post_id = (await self.post(thread["id"]))["post"]["id"]
+        votes = [defer.Deferred.fromCoroutine(self.request(
+            "POST", f"/api/v1/posts/{post_id}/vote", {"voter": f"voter-{n:04d}", "value": -1 if n % 3 == 0 else 1}))
+            for n in range(60)]
+        results = await defer.gatherResults(votes)
+        self.assertEqual({status for status, _, _ in results}, {200})
+        _, listing, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts")
+        post = listing["posts"][0]
+        self.assertEqual(post["likes"], 40)
+        self.assertEqual(post["dislikes"], 20)
+        self.assertEqual(post["score"], 20)
+
+    async def test_same_voter_concurrently_counts_once(self) -> None:
+        """One voter sending ten up-votes at once counts once."""
+        thread = await self.thread()
+        post_id = (await self.post(thread["id"]))["post"]["id"]
+        await defer.gatherResults([defer.Deferred.fromCoroutine(self.request(
+            "POST", f"/api/v1/posts/{post_id}/vote", {"voter": "same-voter", "value": 1})) for _ in range(10)])
+        _, listing, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts")
+        self.assertEqual(listing["posts"][0]["likes"], 1)
+
+    async def test_invalid_votes(self) -> None:
+        """Values other than -1, 0, 1 and short voter ids are rejected."""
+        thread = await self.thread()
+        post_id = (await self.post(thread["id"]))["post"]["id"]
+        for body, field in (({"voter": "reader-123", "value": 2}, "value"),
+                            ({"voter": "reader-123", "value": True}, "value"),
+                            ({"voter": "short", "value": 1}, "voter")):
+            status, document, _ = await self.request("POST", f"/api/v1/posts/{post_id}/vote", body)
+            self.assertEqual(status, 400)
+            self.assertEqual(document["error"]["field"], field)
+
+
+class CountTests(APITestCase):
+    async def test_counts_by_identifier_and_url(self) -> None:
+        """One request returns counts for many identifiers and urls, zero for unknown ones."""
+        first = await self.thread("one")
+        await self.post(first["id"])
+        await self.post(first["id"])
+        second = await self.thread("two")
+        await self.post(second["id"])
+        status, body, _ = await self.request(
+            "GET", "/api/v1/counts?forum=site&identifier=one&identifier=two&identifier=none"
+                   "&url=https://EXAMPLE.org/one/&url=https://example.org/missing")
+        self.assertEqual(status, 200)
+        self.assertEqual(body["identifiers"], {"one": 2, "two": 1, "none": 0})
+        self.assertEqual(body["urls"], {"https://EXAMPLE.org/one/": 2, "https://example.org/missing": 0})
+
+    async def test_counts_cors_for_allowed_origin_only(self) -> None:
+        """The count script may read counts from the forum's origins only."""
+        _, _, headers = await self.request("GET", "/api/v1/counts?forum=site&identifier=a",
+                                           headers={"Origin": "https://example.org"})
+        self.assertEqual(headers.getRawHeaders("access-control-allow-origin"), ["https://example.org"])
+        _, _, headers = await self.request("GET", "/api/v1/counts?forum=site&identifier=a",
+                                           headers={"Origin": "https://evil.example"})
+        self.assertIsNone(headers.getRawHeaders("access-control-allow-origin"))
+
+
+class HealthTests(APITestCase):
+    async def test_ready(self) -> None:
+        """Health is 200 with every database checked."""
+        status, body, _ = await self.request("GET", "/health")
+        self.assertEqual(status, 200)
+        self.assertEqual(set(body["checks"]), {"meta", "users", "shards[0]", "shards[1]"})
+
+    async def test_draining(self) -> None:
+        """A draining node reports 503 so the load balancer stops sending requests."""
+        self.api.draining = True
+        status, body, _ = await self.request("GET", "/health")
+        self.assertEqual(status, 503)
+        self.assertEqual(body["status"], "draining")
