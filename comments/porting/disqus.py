@@ -60,8 +60,8 @@ _IS_CLOSED = f"{{{DISQUS_NAMESPACE}}}isClosed"
 _IS_DELETED = f"{{{DISQUS_NAMESPACE}}}isDeleted"
 _IS_SPAM = f"{{{DISQUS_NAMESPACE}}}isSpam"
 
-# Disqus replaces the address of some guest authors with this placeholder. Mail to
-# it reaches nobody, so the parser treats it as a missing address.
+# Disqus replaces the address of some guest authors with this placeholder. It is
+# not the author's address, so the parser treats it as missing.
 _ANONYMISED_EMAIL = re.compile(r"anonymized-[0-9]+@disqus\.com\Z", re.IGNORECASE)
 
 
@@ -70,7 +70,7 @@ def parse_disqus(source: ExportSource) -> Iterator[SourceRecord]:
 
     `source` is a path or a binary stream. Categories are ignored. A post can come
     before its thread or refer to a thread that is not in the file, and the caller
-    resolves both cases. The parse streams: each top-level element is released once
+    resolves both cases. The parse streams and releases each top-level element once
     read, so memory does not grow with the file.
 
     Raises ImportFormatError when the file is not a Disqus export or is not
@@ -156,7 +156,9 @@ def _read_post(element: etree._Element, line: int) -> SourcePost | Skipped:
         author_url=None,
         ip=normalise_ip(element.findtext(_IP_ADDRESS)),
         created_at=created_at,
-        state=_post_state(is_deleted=is_deleted, is_spam=is_spam, is_approved=is_approved),
+        state=_post_state(
+            is_deleted=is_deleted, is_spam=is_spam, is_approved=is_approved
+        ),
         kind="comment",
         line=line,
     )
@@ -256,7 +258,10 @@ def write_disqus(
     Raises ValueError for an id that is not a decimal number, because Disqus ids are
     numbers, and for a naive datetime.
     """
-    nsmap: dict[str | None, str] = {None: DISQUS_NAMESPACE, "dsq": DISQUS_INTERNALS_NAMESPACE}
+    nsmap: dict[str | None, str] = {
+        None: DISQUS_NAMESPACE,
+        "dsq": DISQUS_INTERNALS_NAMESPACE,
+    }
     xml: XmlWriter
     with etree.xmlfile(out, encoding="utf-8") as xml:
         xml.write_declaration()
@@ -271,7 +276,9 @@ def write_disqus(
 
 
 def _write_thread(xml: XmlWriter, thread: SourceThread, forum: str) -> None:
-    with xml.element(_THREAD, {_DSQ_ID: _require_decimal_id(thread.source_id, "thread")}):
+    with xml.element(
+        _THREAD, {_DSQ_ID: _require_decimal_id(thread.source_id, "thread")}
+    ):
         write_text_element(xml, _ID, thread.identifier or "", 2)
         write_text_element(xml, _FORUM, forum, 2)
         write_text_element(xml, _LINK, thread.url, 2)
@@ -298,7 +305,9 @@ def _write_post(xml: XmlWriter, post: SourcePost) -> None:
             if post.author_email is not None:
                 write_text_element(xml, _EMAIL, post.author_email, 3)
             write_text_element(xml, _NAME, post.author_name, 3)
-            write_text_element(xml, _IS_ANONYMOUS, _format_flag(post.author_is_guest), 3)
+            write_text_element(
+                xml, _IS_ANONYMOUS, _format_flag(post.author_is_guest), 3
+            )
             if post.author_username is not None:
                 write_text_element(xml, _USERNAME, post.author_username, 3)
             xml.write("\n    ")
@@ -310,7 +319,9 @@ def _write_post(xml: XmlWriter, post: SourcePost) -> None:
             pass
         if post.parent_source_id is not None:
             xml.write("\n    ")
-            with xml.element(_PARENT, {_DSQ_ID: _require_decimal_id(post.parent_source_id, "parent")}):
+            with xml.element(
+                _PARENT, {_DSQ_ID: _require_decimal_id(post.parent_source_id, "parent")}
+            ):
                 pass
         xml.write("\n  ")
 

@@ -24,7 +24,7 @@ DISQUS_NAMESPACE = "http://disqus.com"
 DISQUS_ROOT_TAG = f"{{{DISQUS_NAMESPACE}}}disqus"
 
 # WordPress has written 1.0, 1.1 and 1.2 so far. Later minor versions are accepted
-# too, and so is https, which some export plugins write.
+# too, and so is https, which appears in real exports.
 WXR_NAMESPACE_PATTERN = re.compile(r"https?://wordpress\.org/export/1\.[0-9]+/\Z")
 
 _UTF8_BOM = b"\xef\xbb\xbf"
@@ -123,7 +123,7 @@ def open_export(source: ExportSource) -> Iterator[ExportFile]:
         return
 
     name = getattr(source, "name", None)
-    yield ExportFile(source, name if isinstance(name, str) else "the file")
+    yield ExportFile(source, name if isinstance(name, str) else "The file")
 
 
 def detect_format(path: str | os.PathLike[str]) -> ExportFormat:
@@ -142,7 +142,8 @@ def detect_format(path: str | os.PathLike[str]) -> ExportFormat:
         return detected
     if detected == "rss":
         raise ImportFormatError(
-            f"{name} is an RSS feed, not a WordPress export (WXR). {_WXR_HELP}", line=line
+            f"{name} is an RSS feed, not a WordPress export (WXR). {_WXR_HELP}",
+            line=line,
         )
     raise ImportFormatError(
         f"{name} is neither a Disqus export nor a WordPress export (WXR), because its"
@@ -249,10 +250,10 @@ class _PrefixedStream:
 def _drop_leading_junk(stream: BinaryIO) -> tuple[BinaryIO, Skipped | None]:
     """Drop stray bytes before the first ``<`` and report them as a Skipped record.
 
-    Exports edited by hand, and WordPress sites whose plugins print text before the
-    export, put bytes in front of the XML declaration, which makes the whole file
-    ill-formed. Newlines among the dropped bytes are kept after the declaration, so
-    every element keeps its line number. UTF-16 files are passed through unchanged.
+    Files edited by hand, or saved from a server that printed text before the export,
+    have bytes in front of the XML declaration, which makes the whole file ill-formed.
+    Newlines among the dropped bytes are kept after the declaration, so every element
+    keeps its line number. UTF-16 files are passed through unchanged.
     """
     head = b""
     while len(head) < _LEADING_JUNK_SCAN_BYTES:

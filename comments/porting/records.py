@@ -153,7 +153,10 @@ def format_utc(value: datetime) -> str:
     Raises ValueError for a naive datetime, whose timezone is unknown.
     """
     if value.tzinfo is None:
-        raise ValueError(f"cannot export the naive datetime {value.isoformat()}; use an aware one")
+        raise ValueError(
+            f"cannot export the naive datetime {value.isoformat()} because its"
+            " timezone is unknown. Pass an aware datetime."
+        )
     return value.astimezone(UTC).replace(microsecond=0, tzinfo=None).isoformat()
 
 

@@ -69,9 +69,9 @@ def parse_wxr(source: ExportSource) -> Iterator[SourceRecord]:
 
     `source` is a path or a binary stream. Each ``<item>`` becomes a thread, yielded
     after its comments, because it is complete only at its end tag. A comment's id
-    is ``"<thread source id>:<comment_id>"``, because WordPress numbers comments per
-    site while other exporters number them per post. The thread source id is the
-    ``wp:post_id``, or else the ``dsq:thread_identifier``, or else the link.
+    is ``"<thread source id>:<comment_id>"``, because some files repeat a comment id
+    in different items. The thread source id is the ``wp:post_id``, or else the
+    ``dsq:thread_identifier``, or else the link.
 
     Each comment is released once read, so memory does not grow with the file or
     with the number of comments on one post.
@@ -129,7 +129,7 @@ class _WpNames:
 
 
 class _ItemReader:
-    """Reads one ``<item>``: its comments as they end, and the thread at the item's end.
+    """Reader of one ``<item>`` that yields its comments as they end and its thread last.
 
     A comment can be read only once the thread source id is known. WordPress writes
     the post id before the comments, but when no id precedes a comment, the comment
@@ -166,7 +166,6 @@ class _ItemReader:
         )
         if thread_source_id is None:
             reason = "has no wp:post_id, dsq:thread_identifier or link"
-            yield Skipped(reason=f"The item {reason}.", line=line, source_id=None)
             for comment in self._pending:
                 comment_id = optional_text(comment.findtext(self._names("comment_id")))
                 yield Skipped(
@@ -174,6 +173,7 @@ class _ItemReader:
                     line=source_line(comment),
                     source_id=comment_id,
                 )
+            yield Skipped(reason=f"The item {reason}.", line=line, source_id=None)
             return
 
         for comment in self._pending:
@@ -284,8 +284,8 @@ def _read_comment_date(
 ) -> datetime | None:
     """Return comment_date_gmt, else comment_date taken as UTC, else None with a problem.
 
-    WordPress writes ``0000-00-00 00:00:00`` as the GMT date of some old comments,
-    which fails to parse and so falls back to the local date.
+    A zero GMT date such as ``0000-00-00 00:00:00`` fails to parse, so it falls back
+    to the local date too.
     """
     gmt_text = comment.findtext(names("comment_date_gmt"))
     created_at = parse_iso_datetime(gmt_text)
@@ -375,7 +375,9 @@ def _write_item(
             write_text_element(xml, wp("post_date_gmt"), date, 2)
         comment_status = "closed" if thread.closed else "open"
         write_text_element(xml, wp("comment_status"), comment_status, 2)
-        write_text_element(xml, wp("status"), "trash" if thread.deleted else "publish", 2)
+        write_text_element(
+            xml, wp("status"), "trash" if thread.deleted else "publish", 2
+        )
         write_text_element(xml, wp("post_type"), "post", 2)
         for post in posts:
             xml.write("\n    ")
