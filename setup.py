@@ -27,7 +27,7 @@ setup(
         "lxml>=5.0",
     ],
     extras_require={
-        "test": ["playwright>=1.45", "mypy>=1.10", "ruff>=0.5", "types-psycopg2", "lxml-stubs"],
+        "test": ["playwright>=1.45", "mypy>=1.10", "mypy-zope", "ruff>=0.5", "types-psycopg2", "lxml-stubs", "jsonschema>=4.18"],
     },
     entry_points={"console_scripts": ["comments = comments.cli:main"]},
 )

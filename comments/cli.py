@@ -112,11 +112,11 @@ def _run_admin(arguments: argparse.Namespace, config: Config) -> int:
             if arguments.command == "import":
                 from comments.porting.commands import run_import
 
-                return run_import(database, arguments.format, arguments.file, arguments.forum)
+                return int(run_import(database, arguments.format, arguments.file, arguments.forum))
             if arguments.command == "export":
                 from comments.porting.commands import run_export
 
-                return run_export(database, arguments.format, arguments.forum, arguments.output)
+                return int(run_export(database, arguments.format, arguments.forum, arguments.output))
     except (ClusterMismatch, ForumExists, InvalidForum) as error:
         print(f"comments: {error}", file=sys.stderr)
         return 1

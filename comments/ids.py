@@ -9,7 +9,9 @@ coordinate, and ``shard_of`` routes any id without a lookup.
 
 from __future__ import annotations
 
-__all__ = ["EPOCH_MS", "SHARD_BITS", "SEQUENCE_BITS", "InvalidId", "shard_of", "parse_id", "compose_id", "timestamp_ms_of"]
+__all__ = [
+    "EPOCH_MS", "SEQUENCE_BITS", "SHARD_BITS", "InvalidId", "compose_id", "parse_id", "shard_of", "timestamp_ms_of",
+]
 
 EPOCH_MS = 1_704_067_200_000  # 2024-01-01T00:00:00Z; 41 bits of milliseconds last until 2093
 SHARD_BITS = 13

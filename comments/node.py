@@ -13,6 +13,7 @@ import re
 import sys
 from typing import Any
 
+import psycopg2
 from twisted.application import service
 from twisted.internet import defer, endpoints
 from twisted.internet.interfaces import IListeningPort, IReactorTime
@@ -41,14 +42,14 @@ class _TrackedRequest(server.Request):
     """A request that counts itself in its node's in-flight total until it finishes."""
 
     def process(self) -> None:
-        api: CommentsAPI = self.channel.site.api  # type: ignore[union-attr]  # set by NodeService
+        api: CommentsAPI = self.channel.site.api  # type: ignore[attr-defined]  # set by NodeService
         api.in_flight += 1
 
         def finished(result: object) -> None:
             api.in_flight -= 1
 
         self.notifyFinish().addBoth(finished)
-        super().process()
+        super().process()  # type: ignore[no-untyped-call]  # twisted.web.server is untyped
 
 
 class NodeService(service.Service):
@@ -100,7 +101,7 @@ class NodeService(service.Service):
             with blocking_connection(self.database.meta) as meta, meta.cursor() as cursor:
                 cursor.execute("SELECT to_regclass('meta.shards') IS NOT NULL")
                 row = cursor.fetchone()
-        except Exception as error:
+        except psycopg2.Error as error:
             raise StartupError(
                 f"cannot connect to the meta database ({redact_dsn(self.database.meta)}): {str(error).strip()}"
             ) from None
@@ -133,7 +134,7 @@ class NodeService(service.Service):
     # -- service ---------------------------------------------------------------------------
 
     def startService(self) -> None:
-        super().startService()
+        super().startService()  # type: ignore[no-untyped-call]  # twisted.application is untyped
         defer.Deferred.fromCoroutine(self._start()).addErrback(self._start_failed)
 
     async def _start(self) -> None:
@@ -168,7 +169,7 @@ class NodeService(service.Service):
             self.reactor.stop()
 
     def stopService(self) -> defer.Deferred[None]:
-        super().stopService()
+        super().stopService()  # type: ignore[no-untyped-call]  # twisted.application is untyped
         return defer.Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:
@@ -178,7 +179,7 @@ class NodeService(service.Service):
             if self.config.drain_seconds:
                 await _sleep(self.reactor, self.config.drain_seconds)
         if self.port is not None:
-            await self.port.stopListening()
+            await defer.maybeDeferred(self.port.stopListening)
         waited = 0.0
         while self.api is not None and self.api.in_flight and waited < 30.0:
             await _sleep(self.reactor, 0.1)

@@ -47,5 +47,7 @@ def normalise_url(url: str) -> str:
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
 
     path = quote(unquote(parts.path), safe=_PATH_SAFE).rstrip("/")
-    query_pairs = [pair for pair in parts.query.split("&") if pair and not _TRACKING_PARAMETER.match(pair.split("=")[0])]
+    query_pairs = [
+        pair for pair in parts.query.split("&") if pair and not _TRACKING_PARAMETER.match(pair.split("=")[0])
+    ]
     return urlunsplit((scheme, netloc, path, "&".join(query_pairs), ""))

@@ -7,16 +7,17 @@ from typing import Any
 
 import treq
 from twisted.internet import defer, endpoints, reactor
+from twisted.trial import unittest
 from twisted.web import server
 from twisted.web.client import HTTPConnectionPool
-from twisted.trial import unittest
 
 from comments.api.app import CommentsAPI
 from comments.config import Config
 from comments.db.cluster import Cluster
+from tests.contract import check_response
 from tests.support import make_forum, reset_data, test_database
 
-__all__ = ["ClusterTestCase", "APITestCase"]
+__all__ = ["APITestCase", "ClusterTestCase"]
 
 
 class ClusterTestCase(unittest.TestCase):
@@ -40,6 +41,7 @@ class APITestCase(ClusterTestCase):
     """A cluster test case with the API served on a real port of 127.0.0.1 at ``self.base_url``."""
 
     config = Config(posts_per_minute=0)
+    check_contract = True
 
     async def _setUp(self) -> None:
         await super()._setUp()
@@ -63,6 +65,9 @@ class APITestCase(ClusterTestCase):
             document = json.loads(content) if content else None
         except ValueError:
             document = content
+        if self.check_contract:
+            problems = check_response(method, path, response.code, document)
+            self.assertEqual(problems, [], "the response breaks the OpenAPI document")
         return response.code, document, response.headers
 
     async def thread(self, identifier: str = "page-1", forum: str = "site") -> dict[str, Any]:

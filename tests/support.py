@@ -26,7 +26,7 @@ from comments.config import DatabaseConfig
 from comments.db.admin import ForumRecord, create_forum, migrate_cluster
 from comments.db.migrations import blocking_connection
 
-__all__ = ["test_database", "reset_data", "make_forum", "NodeProcess", "free_port", "REPOSITORY"]
+__all__ = ["REPOSITORY", "NodeProcess", "free_port", "make_forum", "reset_data", "test_database"]
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 LOGICAL_SHARDS = 8

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from twisted.internet import defer
@@ -255,8 +256,9 @@ class PostTests(APITestCase):
     async def test_rate_limit(self) -> None:
         """Past the per-minute limit a client gets 429 with Retry-After."""
         self.api.config = Config(posts_per_minute=2)
-        from comments.api.ratelimit import RateLimiter
         from twisted.internet import reactor
+
+        from comments.api.ratelimit import RateLimiter
 
         self.api.post_limiter = RateLimiter(reactor, capacity=2, per_seconds=60)
         thread = await self.thread()
@@ -453,3 +455,35 @@ class HealthTests(APITestCase):
         status, body, _ = await self.request("GET", "/health")
         self.assertEqual(status, 503)
         self.assertEqual(body["status"], "draining")
+
+
+class ContractTests(APITestCase):
+    async def test_document_served(self) -> None:
+        """The node serves the OpenAPI document kept in the repository."""
+        from tests.contract import DOCUMENT
+
+        status, body, _ = await self.request("GET", "/api/v1/openapi.json")
+        self.assertEqual(status, 200)
+        self.assertEqual(body, DOCUMENT)
+
+    def test_every_api_route_documented(self) -> None:
+        """Each Klein route under /api/v1 and /health appears in the document with its methods."""
+        from comments.api.app import CommentsAPI
+        from tests.contract import DOCUMENT
+
+        documented = {(path, method.upper()) for path, item in DOCUMENT["paths"].items() for method in item}
+        routed = set()
+        for rule in CommentsAPI.app.url_map.iter_rules():
+            if not (rule.rule.startswith("/api/") or rule.rule == "/health"):
+                continue
+            path = re.sub(r"<(?:[a-z]+:)?([a-z_]+)>", r"{\1}", rule.rule)
+            routed |= {(path, method) for method in rule.methods or () if method not in ("HEAD", "OPTIONS")}
+        self.assertEqual(routed, documented)
+
+    def test_contract_check_catches_drift(self) -> None:
+        """The checker rejects a response missing a documented field, so the contract tests can fail."""
+        from tests.contract import check_response
+
+        problems = check_response("GET", "/api/v1/threads/1", 200, {"thread": {"id": "1"}})
+        self.assertTrue(problems)
+        self.assertEqual(check_response("GET", "/nowhere", 200, {}), ["GET /nowhere is not documented"])

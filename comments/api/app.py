@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
@@ -79,9 +79,9 @@ class CommentsAPI:
         self.forums = ForumDirectory(cluster, reactor)
         self.threads = ThreadStore(cluster)
         self.posts = PostStore(cluster)
-        self.post_limiter = (
-            RateLimiter(reactor, capacity=config.posts_per_minute, per_seconds=60.0) if config.posts_per_minute else None
-        )
+        self.post_limiter: RateLimiter | None = None
+        if config.posts_per_minute:
+            self.post_limiter = RateLimiter(reactor, capacity=config.posts_per_minute, per_seconds=60.0)
         self.draining = False
         self.in_flight = 0
         self._openapi = resources.files("comments.api").joinpath("openapi.json").read_bytes()
@@ -323,7 +323,7 @@ class CommentsAPI:
             raise APIError(409, "thread_closed", str(error)) from None
 
         window = self._edit_window(forum)
-        edit_until = datetime.now(timezone.utc) + timedelta(seconds=window)
+        edit_until = datetime.now(UTC) + timedelta(seconds=window)
         return _json(request, {"post": serialize.post_json(post), "edit_token": token,
                                "edit_until": serialize.timestamp(edit_until)}, 201)
 
@@ -412,7 +412,7 @@ def _content_type(name: str) -> bytes:
 
 def _as_sort(value: str | None) -> Sort:
     assert value in SORTS
-    return value  # type: ignore[return-value]  # checked against SORTS just above
+    return value
 
 
 def _client_address(request: IRequest) -> str | None:

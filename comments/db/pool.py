@@ -19,9 +19,9 @@ import psycopg2.errors
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from txpostgres import txpostgres  # type: ignore[import-untyped]  # txpostgres ships no type hints
+from txpostgres import txpostgres
 
-__all__ = ["Pool", "DatabaseUnavailable", "Cursor", "redact_dsn"]
+__all__ = ["Cursor", "DatabaseUnavailable", "Pool", "redact_dsn"]
 
 T = TypeVar("T")
 Cursor = Any  # txpostgres.Cursor: execute() returns a Deferred, fetch*() are synchronous
@@ -42,7 +42,7 @@ def redact_dsn(dsn: str) -> str:
     except psycopg2.ProgrammingError:
         return "<unparsable DSN>"
     if "password" in params:
-        params["password"] = "***"
+        params["password"] = "***"  # noqa: S105  # the mask, not a password
     return " ".join(f"{key}={value}" for key, value in sorted(params.items()))
 
 
@@ -231,12 +231,12 @@ class Pool:
             raise DatabaseUnavailable(f"{self.label} is unavailable: no open connection, reconnecting")
         waiter: defer.Deferred[txpostgres.Connection] = defer.Deferred()
         self._waiters.append(waiter)
-        timer = self._reactor.callLater(
-            self._checkout_timeout,
-            lambda: waiter.called or waiter.errback(
-                DatabaseUnavailable(f"timed out after {self._checkout_timeout}s waiting for a {self.label} connection")
-            ),
-        )
+        def give_up() -> None:
+            if not waiter.called:
+                waiter.errback(DatabaseUnavailable(
+                    f"timed out after {self._checkout_timeout}s waiting for a {self.label} connection"))
+
+        timer = self._reactor.callLater(self._checkout_timeout, give_up)
         try:
             return await waiter
         finally:

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Run the whole test suite: lint, type check, then every trial test against real
+# PostgreSQL and Redis and a real headless Chromium. Installs what is missing first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[test] %s\n' "$*"; }
+
+ensure_services() {
+    if command -v pg_isready >/dev/null && ! pg_isready -q -h 127.0.0.1 -p 5432; then
+        if command -v pg_ctlcluster >/dev/null && [ -d /etc/postgresql ]; then
+            log "PostgreSQL is down: starting it"
+            pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start || true
+        fi
+    fi
+    if command -v redis-cli >/dev/null && ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+        if command -v redis-server >/dev/null; then
+            log "Redis is down: starting it"
+            mkdir -p /var/lib/redis /var/log/redis 2>/dev/null || true
+            redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+                --dir /var/lib/redis --logfile /var/log/redis/ci.log || true
+        fi
+    fi
+    if ! command -v chromium >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        log "installing Chromium from Debian's packages for the browser tests"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    fi
+}
+
+ensure_environment() {
+    if [ ! -x .venv/bin/python ]; then
+        log "creating the virtual environment in .venv"
+        python3 -m venv .venv
+    fi
+    log "installing the package and test tools"
+    .venv/bin/pip install -q --disable-pip-version-check ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
+    .venv/bin/python -c "import comments, klein, txpostgres, playwright" # fails loudly if the install did
+}
+
+ensure_services
+ensure_environment
+
+log "ruff"
+.venv/bin/ruff check comments plugins tests bench
+log "mypy --strict"
+.venv/bin/mypy --strict comments
+
+log "trial"
+summary=$(mktemp)
+set +e
+.venv/bin/python -m twisted.trial --reporter=verbose "${@:-tests}" 2>&1 | tee "$summary"
+status=${PIPESTATUS[0]}
+set -e
+
+# A plain closing line, since trial's own summary is not a format every CI reads.
+line=$(grep -E '^(PASSED|FAILED) \(' "$summary" | tail -n 1)
+count() { printf '%s' "$line" | grep -oE "$1=[0-9]+" | cut -d= -f2 || true; }
+passed=$(count successes); failures=$(count failures); errors=$(count errors); skipped=$(count skips)
+failed=$(( ${failures:-0} + ${errors:-0} + $(count unexpectedSuccesses | sed 's/^$/0/') ))
+rm -f "$summary"
+echo "${passed:-0} passed, ${failed} failed, ${skipped:-0} skipped"
+exit "$status"
