@@ -9,7 +9,7 @@ from comments.render import render_markdown
 from comments.storage.posts import NewPost
 from comments.urls import normalise_url
 
-__all__ = ["seed_demo_thread", "DEMO_IDENTIFIER"]
+__all__ = ["DEMO_IDENTIFIER", "seed_demo_thread"]
 
 DEMO_IDENTIFIER = "demo-post-1"
 

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from comments.storage.forums import Forum
 from comments.storage.posts import Post
 from comments.storage.threads import Thread
 
-__all__ = ["timestamp", "forum_json", "thread_json", "post_json"]
+__all__ = ["forum_json", "post_json", "thread_json", "timestamp"]
 
 
 def timestamp(moment: datetime | None) -> str | None:
     """Format ``moment`` as ISO 8601 in UTC with a ``Z`` suffix."""
     if moment is None:
         return None
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def forum_json(forum: Forum, *, edit_window_seconds: int, max_message_length: int) -> dict[str, Any]:

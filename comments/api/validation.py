@@ -16,7 +16,7 @@ from twisted.web.iweb import IRequest
 
 from comments.ids import InvalidId, parse_id
 
-__all__ = ["APIError", "read_json_body", "text_field", "optional_text_field", "id_field", "query_values"]
+__all__ = ["APIError", "id_field", "optional_text_field", "query_values", "read_json_body", "text_field"]
 
 _EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 

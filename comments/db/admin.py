@@ -20,16 +20,16 @@ from comments.config import DatabaseConfig
 from comments.db.migrations import META, SHARD, USERS, apply_migrations, blocking_connection, shard_schema
 
 __all__ = [
-    "ClusterMismatch",
-    "ForumRecord",
-    "ForumExists",
-    "InvalidForum",
-    "migrate_cluster",
-    "load_shard_map",
-    "create_forum",
-    "list_forums",
-    "find_forum",
     "SHORTNAME_PATTERN",
+    "ClusterMismatch",
+    "ForumExists",
+    "ForumRecord",
+    "InvalidForum",
+    "create_forum",
+    "find_forum",
+    "list_forums",
+    "load_shard_map",
+    "migrate_cluster",
 ]
 
 SHORTNAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")

@@ -21,7 +21,7 @@ import psycopg2.extensions
 
 from comments.ids import EPOCH_MS, SEQUENCE_BITS, SHARD_BITS
 
-__all__ = ["Migration", "META", "USERS", "SHARD", "shard_schema", "apply_migrations", "blocking_connection"]
+__all__ = ["META", "SHARD", "USERS", "Migration", "apply_migrations", "blocking_connection", "shard_schema"]
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from comments.db.cluster import Cluster
@@ -15,16 +15,16 @@ from comments.db.pool import Cursor
 from comments.ids import shard_of
 
 __all__ = [
-    "Post",
-    "PostStore",
-    "Page",
-    "Sort",
-    "NewPost",
-    "PostNotFound",
-    "InvalidParent",
-    "ThreadClosed",
     "EditRejected",
     "InvalidCursor",
+    "InvalidParent",
+    "NewPost",
+    "Page",
+    "Post",
+    "PostNotFound",
+    "PostStore",
+    "Sort",
+    "ThreadClosed",
     "hash_token",
 ]
 
@@ -298,7 +298,7 @@ class PostStore:
                 raise EditRejected("the edit token does not match this post")
             if state == "deleted":
                 raise EditRejected(f"post {post_id} is deleted")
-            if datetime.now(timezone.utc) > created_at + window:
+            if datetime.now(UTC) > created_at + window:
                 raise EditRejected(
                     f"the edit window of {int(window.total_seconds())} seconds for post {post_id} is over"
                 )
