@@ -25,6 +25,7 @@ setup(
         "markdown-it-py>=3.0",
         "nh3>=0.2.17",
         "lxml>=5.0",
+        "orjson>=3.9",
     ],
     extras_require={
         "test": ["playwright>=1.45", "mypy>=1.10", "mypy-zope", "ruff>=0.5", "types-psycopg2", "lxml-stubs", "jsonschema>=4.18"],

@@ -96,9 +96,9 @@ class NewPost:
 
 @dataclass(frozen=True)
 class Page:
-    """One page of top-level posts, each with all its replies."""
+    """One page of top-level posts, each with all its replies, as JSON-ready dictionaries."""
 
-    posts: list[Post]
+    posts: list[dict[str, Any]]
     next_cursor: str | None
 
 
@@ -111,10 +111,10 @@ def _post_from_row(row: tuple[Any, ...]) -> Post:
     return Post(*row)
 
 
-def _encode_cursor(sort: Sort, post: Post) -> str:
-    key: list[Any] = [sort, post.created_at.isoformat(), str(post.id)]
+def _encode_cursor(sort: Sort, created_at: str, post_id: int, score: int) -> str:
+    key: list[Any] = [sort, created_at, str(post_id)]
     if sort == "best":
-        key.append(post.score)
+        key.append(score)
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
 
 
@@ -136,24 +136,77 @@ def _decode_cursor(sort: Sort, cursor: str) -> tuple[datetime, int, int]:
     return created_at, post_id, score
 
 
-def _build_tree(rows: list[Post]) -> list[Post]:
-    """Nest replies under their parents; drop deleted posts that have no visible replies."""
-    by_id = {post.id: post for post in rows}
-    roots: list[Post] = []
-    for post in rows:
-        parent = by_id.get(post.parent_id) if post.parent_id is not None else None
-        if parent is not None:
-            parent.replies.append(post)
-        elif post.parent_id is None:
-            roots.append(post)
+# Listed columns. Timestamps come as text: the pool's sessions run in UTC, so the text is
+# turned into ISO 8601 by slicing, which is cheaper than decoding datetimes.
+_LISTING_COLUMNS = (
+    "id, parent_id, state, score, created_at::text, edited_at::text, author_name, raw, html, likes, dislikes, "
+    "depth, thread_id"
+)
+
+
+def _iso(text: str | None) -> str | None:
+    """Turn PostgreSQL's UTC text form ``2026-12-04 21:12:05.7+00`` into ``2026-12-04T21:12:05.7Z``."""
+    if text is None:
+        return None
+    if text.endswith("+00"):
+        return f"{text[:10]}T{text[11:-3]}Z"
+    return datetime.fromisoformat(text).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class _Node:
+    """A listed post while its tree is assembled."""
+
+    __slots__ = ("document", "id", "parent_id", "replies", "state")
+
+    def __init__(self, row: tuple[Any, ...]) -> None:
+        (post_id, parent_id, state, score, created_at, edited_at, author_name, raw, html, likes, dislikes, depth,
+         thread_id) = row
+        self.id: int = post_id
+        self.parent_id: int | None = parent_id
+        self.state: str = state
+        deleted = state == "deleted"
+        self.replies: list[_Node] = []
+        self.document: dict[str, Any] = {
+            "id": str(post_id),
+            "thread": str(thread_id),
+            "parent": None if parent_id is None else str(parent_id),
+            "author": {"name": "" if deleted else author_name},
+            "message": "" if deleted else html,
+            "raw": "" if deleted else raw,
+            "created_at": _iso(created_at),
+            "edited_at": _iso(edited_at),
+            "state": state,
+            "likes": likes,
+            "dislikes": dislikes,
+            "score": score,
+            "depth": depth,
+            "replies": self.replies,
+        }
+
+    def visible(self) -> bool:
+        """Prune this subtree in place; return whether this post stays in the listing."""
+        self.replies[:] = [reply for reply in self.replies if reply.visible()]
+        return self.state == "approved" or bool(self.replies)
+
+
+def _nest(top: list[_Node], replies: list[_Node]) -> list[dict[str, Any]]:
+    """
+    Nest ``replies`` under ``top`` and return the visible posts as JSON-ready dictionaries.
+
+    ``replies`` come ordered by depth, then creation time, so every parent is placed before
+    its replies even when imported timestamps put a reply before its parent.
+    """
+    by_id = {node.id: node for node in top}
+    for node in replies:
+        parent = by_id.get(node.parent_id)  # type: ignore[arg-type]  # replies always have a parent
         # A reply whose parent is hidden (spam, pending) is hidden with it.
-    return [post for post in roots if _prune(post)]
-
-
-def _prune(post: Post) -> bool:
-    """Prune ``post``'s subtree in place; return whether ``post`` stays visible."""
-    post.replies = [reply for reply in post.replies if _prune(reply)]
-    return post.state == "approved" or bool(post.replies)
+        if parent is not None:
+            parent.replies.append(node)
+            by_id[node.id] = node
+    visible = [node for node in top if node.visible()]
+    for node in by_id.values():
+        node.document["replies"] = [reply.document for reply in node.replies]
+    return [node.document for node in visible]
 
 
 class PostStore:
@@ -227,27 +280,31 @@ class PostStore:
         order, after, params = self._top_level_order(sort, cursor)
         sql = f"""
             WITH top AS (
-                SELECT {_COLUMNS} FROM {shard.schema}.posts
+                SELECT * FROM {shard.schema}.posts
                 WHERE thread_id = %s AND parent_id IS NULL AND {_VISIBLE} {after}
                 ORDER BY {order} LIMIT %s
             )
-            SELECT {_COLUMNS}, 0 AS part FROM top
-            UNION ALL
-            SELECT {_COLUMNS}, 1 AS part FROM {shard.schema}.posts
-            WHERE root_id IN (SELECT id FROM top) AND parent_id IS NOT NULL AND {_VISIBLE}
+            SELECT * FROM (
+                SELECT 0 AS part, row_number() OVER (ORDER BY {order}) AS position, {_LISTING_COLUMNS} FROM top
+                UNION ALL
+                SELECT 1, row_number() OVER (ORDER BY depth, created_at, id), {_LISTING_COLUMNS}
+                FROM {shard.schema}.posts
+                WHERE root_id IN (SELECT id FROM top) AND parent_id IS NOT NULL AND {_VISIBLE}
+            ) AS listed
+            ORDER BY part, position
         """
-        rows = await shard.pool.run_query(
-            "list_posts", sql, (thread_id, *params, limit + 1), shard=shard.number
-        )
-        top = [_post_from_row(row[:-1]) for row in rows if row[-1] == 0]
-        replies = [_post_from_row(row[:-1]) for row in rows if row[-1] == 1]
+        rows = await shard.pool.run_prepared("list_posts", sql, (thread_id, *params, limit + 1), shard=shard.number)
 
-        has_more = len(top) > limit
-        top = top[:limit]
-        kept_roots = {post.id for post in top}
-        replies = sorted((r for r in replies if r.root_id in kept_roots), key=lambda p: (p.created_at, p.id))
-        next_cursor = _encode_cursor(sort, top[-1]) if has_more and top else None
-        return Page(posts=_build_tree(top + replies), next_cursor=next_cursor)
+        top_rows = [row[2:] for row in rows if row[0] == 0]
+        has_more = len(top_rows) > limit
+        top_rows = top_rows[:limit]
+        next_cursor = None
+        if has_more and top_rows:
+            last = top_rows[-1]
+            next_cursor = _encode_cursor(sort, _iso(last[4]) or "", last[0], last[3])
+        top = [_Node(row) for row in top_rows]
+        replies = [_Node(row[2:]) for row in rows if row[0] == 1]
+        return Page(posts=_nest(top, replies), next_cursor=next_cursor)
 
     @staticmethod
     def _top_level_order(sort: Sort, cursor: str | None) -> tuple[str, str, tuple[Any, ...]]:
@@ -261,8 +318,8 @@ class PostStore:
             return order, "", ()
         created_at, post_id, score = _decode_cursor(sort, cursor)
         if sort == "best":
-            return order, "AND (score, created_at, id) < (%s, %s, %s)", (score, created_at, post_id)
-        return order, f"AND (created_at, id) {comparison} (%s, %s)", (created_at, post_id)
+            return order, "AND (score, created_at, id) < (%s, %s::timestamptz, %s)", (score, created_at, post_id)
+        return order, f"AND (created_at, id) {comparison} (%s::timestamptz, %s)", (created_at, post_id)
 
     async def get(self, post_id: int) -> Post:
         """Return post ``post_id`` in any state; raise PostNotFound."""

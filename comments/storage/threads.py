@@ -102,7 +102,7 @@ class ThreadStore:
     async def get(self, thread_id: int) -> Thread | None:
         """Return the thread ``thread_id`` from the shard its id names, or None."""
         shard = self._cluster.shard_for_id(thread_id)
-        rows = await shard.pool.run_query(
+        rows = await shard.pool.run_prepared(
             "get_thread",
             f"SELECT {_COLUMNS} FROM {shard.schema}.threads WHERE id = %s AND NOT deleted",
             (thread_id,),
