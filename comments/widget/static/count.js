@@ -76,8 +76,8 @@
       seen[seenKey] = true;
       query.append(targets[i].kind, targets[i].value);
     }
-    // NOTE: a page with hundreds of distinct links can exceed the URL length that
-    // the node or a proxy accepts. The request is not split.
+    // NOTE: the request is not split. The node rejects more than 200 identifiers or
+    // 200 URLs in one request, and a long query can exceed a proxy's URL limit.
     return nodeOrigin + '/api/v1/counts?' + query.toString();
   }
 
@@ -104,15 +104,20 @@
     return isFinite(count) && count > 0 ? Math.floor(count) : 0;
   }
 
+  /* Format a count in English, for when locale.js could not be loaded. */
+  function englishCount(count) {
+    if (count === 0) return 'No comments';
+    if (count === 1) return '1 comment';
+    return count + ' comments';
+  }
+
   function fillCounts(targets, counts, locale) {
     var language = script.getAttribute('data-language') || document.documentElement.lang || navigator.language;
     var translate = locale ? locale.createTranslator(language) : null;
     for (var i = 0; i < targets.length; i++) {
       var target = targets[i];
       var count = readCount(target.kind === 'identifier' ? counts.identifiers : counts.urls, target.value);
-      target.element.textContent = translate
-        ? translate.plural('commentCount', count)
-        : count === 0 ? 'No comments' : count === 1 ? '1 comment' : count + ' comments';
+      target.element.textContent = translate ? translate.plural('commentCount', count) : englishCount(count);
       target.element.setAttribute('data-comments-count', String(count));
     }
   }

@@ -211,11 +211,18 @@
     frame.title = 'Comments';
     frame.setAttribute('scrolling', 'no');
     frame.setAttribute('data-comments-frame', '');
-    // Without allow-top-navigation the widget can never navigate the host page.
+    // Without allow-top-navigation the widget cannot navigate the host page. A node
+    // on the host page's own origin could lift the sandbox, as same-origin frames can.
     frame.setAttribute('sandbox', 'allow-scripts allow-same-origin allow-forms allow-popups allow-popups-to-escape-sandbox');
     setImportantStyles(frame, {
       display: 'block',
       visibility: 'visible',
+      // Chrome stops rendering cross-origin frames that sit off screen, and the
+      // widget then cannot measure itself, so host rules must not move the frame.
+      position: 'static',
+      float: 'none',
+      transform: 'none',
+      'clip-path': 'none',
       width: '100%',
       'min-width': '100%',
       'max-width': '100%',

@@ -2,8 +2,8 @@
  * User-visible strings of the comments widget, the embed loader and count.js, keyed
  * by language. English comes first and fills every key that another language lacks.
  *
- * Loaded by thread.html inside the iframe, and by count.js and embed.js on the host
- * page, where it defines the single global `CommentsLocale`.
+ * Loaded by thread.html inside the iframe. On the host page count.js loads it, and
+ * embed.js does when it shows a failure notice. It defines one global, `CommentsLocale`.
  * Placeholders are written {name}. Plural entries are objects keyed by the
  * Intl.PluralRules categories (one, few, many, other), plus an optional `zero`
  * that is used for 0 in every language.
@@ -60,6 +60,8 @@
       posted: 'Your comment is posted. You can edit or delete it until {time}.',
       postedPending: 'Your comment is awaiting moderation. You can edit or delete it until {time}.',
       pending: 'Awaiting moderation',
+      postedThisVisit: 'Your comment is posted. This browser blocks storage for embedded comments, so you can edit or delete it until {time} only while this page stays open.',
+      postedPendingThisVisit: 'Your comment is awaiting moderation. This browser blocks storage for embedded comments, so you can edit or delete it until {time} only while this page stays open.',
       saved: 'Your changes are saved.',
       deletedStatus: 'Your comment was deleted.',
       errorNameRequired: 'Enter your name.',
@@ -69,6 +71,7 @@
       retryAfter: { one: 'Try again in {n} second.', other: 'Try again in {n} seconds.' },
       errorEditExpired: 'The time for editing this comment has run out.',
       errorHttp: 'The comments server could not handle the request (HTTP {status}).',
+      errorUnexpected: 'Something went wrong in the comments widget. Reload the page and try again.',
       embedFailed: 'Comments for forum “{forum}” could not be shown on {origin}. Either this site is not allowed by the forum, or the comments server is unreachable.'
     },
     de: {
@@ -119,6 +122,8 @@
       posted: 'Ihr Kommentar ist veröffentlicht. Sie können ihn bis {time} bearbeiten oder löschen.',
       postedPending: 'Ihr Kommentar wartet auf Freigabe. Sie können ihn bis {time} bearbeiten oder löschen.',
       pending: 'Wartet auf Freigabe',
+      postedThisVisit: 'Ihr Kommentar ist veröffentlicht. Dieser Browser sperrt den Speicher eingebetteter Kommentare, daher können Sie ihn nur bis {time} und nur bei geöffneter Seite bearbeiten oder löschen.',
+      postedPendingThisVisit: 'Ihr Kommentar wartet auf Freigabe. Dieser Browser sperrt den Speicher eingebetteter Kommentare, daher können Sie ihn nur bis {time} und nur bei geöffneter Seite bearbeiten oder löschen.',
       saved: 'Ihre Änderungen sind gespeichert.',
       deletedStatus: 'Ihr Kommentar wurde gelöscht.',
       errorNameRequired: 'Geben Sie Ihren Namen ein.',
@@ -128,6 +133,7 @@
       retryAfter: { one: 'Versuchen Sie es in {n} Sekunde erneut.', other: 'Versuchen Sie es in {n} Sekunden erneut.' },
       errorEditExpired: 'Die Frist zum Bearbeiten dieses Kommentars ist abgelaufen.',
       errorHttp: 'Der Kommentar-Server konnte die Anfrage nicht bearbeiten (HTTP {status}).',
+      errorUnexpected: 'Im Kommentar-Widget ist ein Fehler aufgetreten. Laden Sie die Seite neu und versuchen Sie es erneut.',
       embedFailed: 'Die Kommentare des Forums „{forum}“ können auf {origin} nicht angezeigt werden. Entweder lässt das Forum diese Seite nicht zu, oder der Kommentar-Server ist nicht erreichbar.'
     }
   };

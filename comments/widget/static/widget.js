@@ -37,7 +37,6 @@
   const clockFormat = new Intl.DateTimeFormat(t.language, { hour: 'numeric', minute: '2-digit' });
 
   const state = {
-    forum: null,
     thread: null,
     sort: 'best',
     cursor: null,
@@ -47,7 +46,8 @@
     clockOffset: 0,
     colorScheme: config ? config.colorScheme : 'light'
   };
-  // Post id -> { post, li, depth, replyingTo } for every rendered post.
+  // Post id -> { post, li, depth, replyingTo, expanded, editable, expiryTimer } for
+  // every rendered post.
   const entries = new Map();
   const ui = {};
   let idCounter = 0;
@@ -101,6 +101,8 @@
       backend = null;
     }
     return {
+      // False when values last only until the page is closed or reloaded.
+      persistent: backend !== null,
       get(key) {
         try {
           const raw = memory.has(key) ? memory.get(key) : backend && backend.getItem(STORAGE_PREFIX + key);
@@ -349,7 +351,6 @@
       this.status = details.status || 0;
       this.code = details.code;
       this.field = details.field || null;
-      this.retryAfter = details.retryAfter || null;
     }
   }
 
@@ -390,14 +391,19 @@
 
     const detail = data && data.error && typeof data.error === 'object' ? data.error : {};
     const status = response.status;
+    const retryAfter = status === 429 ? parseRetryAfter(response.headers.get('Retry-After')) : null;
+    // The server's message is shown as it is. The fallbacks cover proxies and
+    // crashes that respond without the JSON error document.
     let message = readText(detail.message, 1000);
-    if (!message) message = status === 429 ? t('errorRateLimited') : t('errorHttp', { status: status });
+    if (!message && status === 429) {
+      message = t('errorRateLimited') + (retryAfter ? ' ' + t.plural('retryAfter', retryAfter) : '');
+    }
+    if (!message) message = t('errorHttp', { status: status });
     throw new RequestError({
       status: status,
       code: readText(detail.code, 100) || 'http_' + status,
       field: readText(detail.field, 100),
-      message: message,
-      retryAfter: status === 429 ? parseRetryAfter(response.headers.get('Retry-After')) : null
+      message: message
     });
   }
 
@@ -417,20 +423,23 @@
   }
 
   let lastReportedHeight = -1;
-  let heightFrameRequested = false;
+  let heightReportScheduled = false;
 
   function reportHeight() {
-    heightFrameRequested = false;
+    heightReportScheduled = false;
     const height = Math.ceil(root.getBoundingClientRect().bottom + window.scrollY);
     if (height === lastReportedHeight) return;
     lastReportedHeight = height;
     postToParent({ type: 'comments:resize', height: height });
   }
 
+  /* Report the height soon, once for a burst of changes. A timer is used rather than
+     requestAnimationFrame because Chrome pauses rendering in cross-origin frames
+     that are off screen, and the frame could then never grow into view. */
   function scheduleHeightReport() {
-    if (heightFrameRequested) return;
-    heightFrameRequested = true;
-    requestAnimationFrame(reportHeight);
+    if (heightReportScheduled) return;
+    heightReportScheduled = true;
+    setTimeout(reportHeight, 30);
   }
 
   function handleParentMessage(event) {
@@ -542,12 +551,10 @@
   function showRequestError(form, error) {
     if (!(error instanceof RequestError)) {
       console.error('comments: unexpected error while sending a form', error);
-      showFormError(form, null, t('errorHttp', { status: '?' }));
+      showFormError(form, null, t('errorUnexpected'));
       return;
     }
-    let message = error.message;
-    if (error.retryAfter) message += ' ' + t.plural('retryAfter', error.retryAfter);
-    showFormError(form, error.field, message);
+    showFormError(form, error.field, error.message);
   }
 
   function setFormBusy(form, busy, busyLabel) {
@@ -655,7 +662,9 @@
       entry = prependTopLevelPost(post);
     }
     const until = parseTime(data.edit_until);
-    announce(t(pending ? 'postedPending' : 'posted', { time: isNaN(until) ? '?' : clockFormat.format(until) }));
+    let postedKey = pending ? 'postedPending' : 'posted';
+    if (!storage.persistent) postedKey += 'ThisVisit';
+    announce(t(postedKey, { time: isNaN(until) ? '?' : clockFormat.format(until) }));
     entry.li.querySelector('.cm-post').focus();
     postToParent({ type: 'comments:new-comment', id: String(post.id) });
   }
@@ -750,8 +759,8 @@
     ]);
   }
 
-  /* Render a post and its replies as a list item. Replies below MAX_INDENT_DEPTH are
-     left behind a "Continue this thread" button unless `expanded` is set. */
+  /* Render a post and its replies as a list item. Replies deeper than MAX_INDENT_DEPTH
+     stay behind a "Continue this thread" button unless `expanded` is set. */
   function renderItem(post, depth, replyingTo, expanded) {
     if (!Array.isArray(post.replies)) post.replies = [];
     const li = h('li', { class: 'cm-item', 'data-id': String(post.id), 'aria-level': String(depth) });
@@ -772,7 +781,7 @@
     }
     const flat = entry.depth >= MAX_INDENT_DEPTH;
     // Past the indentation limit, each reply names its parent because the
-    // layout no longer shows which comment it answers.
+    // layout no longer shows which comment it replies to.
     const replyingTo = flat ? authorName(entry.post) : null;
     return h('ul', { class: flat ? 'cm-replies cm-flat' : 'cm-replies', role: 'list' },
       replies.map((reply) => renderItem(reply, entry.depth + 1, entry.post.state === 'deleted' ? null : replyingTo, flat)));
@@ -826,14 +835,9 @@
     showNotice(t('loading'));
     root.setAttribute('aria-busy', 'true');
     try {
-      const [forumData, threadData] = await Promise.all([
-        // The forum settings only tune the forms, so the thread loads without them.
-        request('GET', '/forums/' + encodeURIComponent(config.forum)).catch(() => null),
-        request('POST', '/threads', {
-          body: { forum: config.forum, identifier: config.identifier, url: config.url, title: config.title }
-        })
-      ]);
-      state.forum = forumData && forumData.forum ? forumData.forum : null;
+      const threadData = await request('POST', '/threads', {
+        body: { forum: config.forum, identifier: config.identifier, url: config.url, title: config.title }
+      });
       state.thread = threadData.thread;
       // Pruned only now, once the Date header has set the server clock offset.
       pruneEditTokens();
@@ -847,7 +851,7 @@
   }
 
   /* Load one page of top-level posts. With `replace` the list is cleared and the first
-     page loads; otherwise the page after the stored cursor is appended. */
+     page loads. Without it, the page after the stored cursor is appended. */
   async function loadPage(replace) {
     const generation = ++state.generation;
     const params = new URLSearchParams({ sort: state.sort, limit: String(PAGE_SIZE) });
@@ -1027,7 +1031,7 @@
       Object.assign(entry.post, data.post, { replies: entry.post.replies });
     } catch (error) {
       if (error.status === 403) forgetEditToken(entry.post.id);
-      notice.textContent = error.message + (error.retryAfter ? ' ' + t.plural('retryAfter', error.retryAfter) : '');
+      notice.textContent = error.message;
       for (const control of confirmation.querySelectorAll('button')) control.disabled = false;
       button.textContent = t('delete');
       return;
@@ -1111,7 +1115,13 @@
     document.documentElement.lang = t.language;
     applyTheme();
     window.addEventListener('message', handleParentMessage);
+    // ResizeObserver catches reflows such as wrapping after a width change, and
+    // MutationObserver catches DOM changes while rendering is paused.
     new ResizeObserver(scheduleHeightReport).observe(root);
+    new MutationObserver(scheduleHeightReport).observe(root, {
+      childList: true, subtree: true, attributes: true, characterData: true
+    });
+    window.addEventListener('load', scheduleHeightReport);
     postToParent({ type: 'comments:ready', title: t('frameTitle') });
 
     if (!config) {

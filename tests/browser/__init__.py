@@ -1,0 +1,1 @@
+"""Browser tests of the embeddable widget, count.js and the demo pages."""
