@@ -30,7 +30,9 @@ __all__ = ["REPOSITORY", "NodeProcess", "free_port", "make_forum", "reset_data",
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 LOGICAL_SHARDS = 8
-_DATABASES = ("comments_test_a", "comments_test_b")
+# COMMENTS_TEST_DB_PREFIX lets two checkouts run their suites at once on one server.
+_PREFIX = os.environ.get("COMMENTS_TEST_DB_PREFIX", "comments_test")
+_DATABASES = (f"{_PREFIX}_a", f"{_PREFIX}_b")
 _state: dict[str, Any] = {}
 
 
@@ -119,7 +121,8 @@ def free_port() -> int:
 class NodeProcess:
     """A real node started as ``python -m comments serve`` on a free port of 127.0.0.1."""
 
-    def __init__(self, database: DatabaseConfig, extra: str = "", data_dir: Path | None = None) -> None:
+    def __init__(self, database: DatabaseConfig, extra: str = "", data_dir: Path | None = None,
+                 posts_per_minute: int = 0) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.directory = Path(tempfile.mkdtemp(prefix="comments-node-"))
@@ -128,7 +131,7 @@ class NodeProcess:
         lines = ["[node]", f'listen = "tcp:{self.port}:interface=127.0.0.1"']
         if data_dir is not None:
             lines.append(f'data_dir = "{data_dir}"')
-        lines += ["[posts]", "posts_per_minute = 0"]
+        lines += ["[posts]", f"posts_per_minute = {posts_per_minute}"]
         if not database.embedded:
             shards = ", ".join(f'"{dsn}"' for dsn in database.shards)
             lines += ["[database]", f'meta = "{database.meta}"', f'users = "{database.users}"',

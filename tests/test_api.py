@@ -487,3 +487,52 @@ class ContractTests(APITestCase):
         problems = check_response("GET", "/api/v1/threads/1", 200, {"thread": {"id": "1"}})
         self.assertTrue(problems)
         self.assertEqual(check_response("GET", "/nowhere", 200, {}), ["GET /nowhere is not documented"])
+
+
+class StaticTests(APITestCase):
+    check_contract = False
+
+    async def test_unknown_path_is_json_404(self) -> None:
+        """A path no route serves is a JSON 404, not a 500."""
+        status, body, _ = await self.request("GET", "/favicon.ico")
+        self.assertEqual(status, 404)
+        self.assertEqual(body["error"]["code"], "not_found")
+
+    async def test_wrong_method_is_405(self) -> None:
+        """A known path with an unsupported method is a JSON 405."""
+        status, body, _ = await self.request("PUT", "/api/v1/threads")
+        self.assertEqual(status, 405)
+        self.assertEqual(body["error"]["code"], "method_not_allowed")
+
+    async def test_widget_files_gzipped_on_request(self) -> None:
+        """Widget files are sent gzipped to clients that accept it, plain to others."""
+        import gzip
+
+        from twisted.internet import reactor
+        from twisted.web.client import Agent, readBody
+        from twisted.web.http_headers import Headers
+
+        # A bare Agent: treq would decompress the body and drop Content-Encoding.
+        agent = Agent(reactor, pool=self.http_pool)
+        url = f"{self.base_url}/widget/widget.js".encode()
+        plain = await agent.request(b"GET", url)
+        plain_body = await readBody(plain)
+        packed = await agent.request(b"GET", url, Headers({"Accept-Encoding": ["gzip"]}))
+        packed_body = await readBody(packed)
+        self.assertEqual(packed.headers.getRawHeaders(b"content-encoding"), [b"gzip"])
+        self.assertEqual(gzip.decompress(packed_body), plain_body)
+        self.assertLess(len(packed_body), len(plain_body))
+
+    async def test_thread_page_frame_ancestors(self) -> None:
+        """The widget page lists the forum's origins as frame-ancestors, and 'none' for unknown forums."""
+        _, _, headers = await self.request("GET", "/widget/thread.html?forum=site")
+        policy = headers.getRawHeaders("content-security-policy")[0]
+        self.assertIn("frame-ancestors https://example.org", policy)
+        _, _, headers = await self.request("GET", "/widget/thread.html?forum=unknown")
+        self.assertIn("frame-ancestors 'none'", headers.getRawHeaders("content-security-policy")[0])
+
+    async def test_path_traversal_refused(self) -> None:
+        """Static routes never serve files outside the widget folder."""
+        for path in ("/widget/..%2F__init__.py", "/demo/..%2F..%2Fapi%2Fapp.py", "/widget/%2e%2e/widget.js"):
+            status, _, _ = await self.request("GET", path)
+            self.assertEqual(status, 404, path)

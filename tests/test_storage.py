@@ -13,7 +13,7 @@ from comments.db.migrations import SHARD, blocking_connection, shard_schema
 from comments.ids import compose_id, shard_of, timestamp_ms_of
 from comments.urls import normalise_url
 from tests.harness import ClusterTestCase
-from tests.support import LOGICAL_SHARDS, make_forum, test_database
+from tests.support import _DATABASES, LOGICAL_SHARDS, make_forum, test_database
 
 
 class RoutingTests(ClusterTestCase):
@@ -97,7 +97,7 @@ class MigrationTests(unittest.TestCase):
     def _fresh_cluster(self, logical_shards: int = 4) -> DatabaseConfig:
         base = test_database()
         assert base.meta
-        names = ("comments_test_migrate_a", "comments_test_migrate_b")
+        names = (f"{_DATABASES[0]}_migrate", f"{_DATABASES[1]}_migrate")
         admin = psycopg2.connect(base.meta)
         admin.autocommit = True
         with admin.cursor() as cursor:
@@ -105,7 +105,7 @@ class MigrationTests(unittest.TestCase):
                 cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
                 cursor.execute(f"CREATE DATABASE {name}")
         admin.close()
-        first, second = (base.meta.replace("comments_test_a", name) for name in names)
+        first, second = (base.meta.replace(_DATABASES[0], name) for name in names)
         return DatabaseConfig(meta=first, users=second, shards=(first, second), logical_shards=logical_shards)
 
     def test_second_run_applies_nothing(self) -> None:

@@ -8,6 +8,7 @@ bug, logged with its traceback and answered with a plain 500 document.
 
 from __future__ import annotations
 
+import gzip
 import secrets
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -19,6 +20,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from werkzeug.exceptions import HTTPException
 
 from comments.api import serialize
 from comments.api.ratelimit import RateLimiter
@@ -86,6 +88,7 @@ class CommentsAPI:
             self.post_limiter = RateLimiter(reactor, capacity=config.posts_per_minute, per_seconds=60.0)
         self.draining = False
         self.in_flight = 0
+        self._static_files: dict[str, tuple[bytes, bytes]] = {}
         self._openapi = resources.files("comments.api").joinpath("openapi.json").read_bytes()
 
     def resource(self) -> Any:
@@ -101,6 +104,16 @@ class CommentsAPI:
         for name, value in error.headers.items():
             request.setHeader(name.encode("ascii"), value.encode("ascii"))
         return _json(request, error.body(), error.status)
+
+    @app.handle_errors(HTTPException)
+    def _routing_error(self, request: IRequest, failure: Failure) -> bytes:
+        error = failure.value
+        assert isinstance(error, HTTPException)
+        status = error.code or 500
+        code = {404: "not_found", 405: "method_not_allowed"}.get(status, "invalid_request")
+        message = {404: f"nothing is served at {request.path.decode('latin-1')!r}",
+                   405: f"{request.method.decode('latin-1')} is not allowed on this path"}.get(status, str(error))
+        return _json(request, {"error": {"code": code, "field": None, "message": message}}, status)
 
     @app.handle_errors(DatabaseUnavailable)
     def _unavailable(self, request: IRequest, failure: Failure) -> bytes:
@@ -163,13 +176,21 @@ class CommentsAPI:
     # -- widget and demo files ------------------------------------------------------------
 
     def _static(self, request: IRequest, relative: str, content_type: bytes) -> bytes:
-        path = _STATIC.joinpath(relative)
-        if ".." in relative.split("/") or not path.is_file():
-            raise APIError(404, "not_found", f"no file {relative!r} here")
+        cached = self._static_files.get(relative)
+        if cached is None:
+            path = _STATIC.joinpath(relative)
+            if ".." in relative.split("/") or not path.is_file():
+                raise APIError(404, "not_found", f"no file {relative!r} here")
+            plain = path.read_bytes()
+            cached = self._static_files[relative] = (plain, gzip.compress(plain, 9, mtime=0))
         request.setHeader(b"content-type", content_type)
         request.setHeader(b"x-content-type-options", b"nosniff")
         request.setHeader(b"cache-control", b"public, max-age=300")
-        return path.read_bytes()
+        request.setHeader(b"vary", b"Accept-Encoding")
+        if b"gzip" in (request.getHeader(b"accept-encoding") or b""):
+            request.setHeader(b"content-encoding", b"gzip")
+            return cached[1]
+        return cached[0]
 
     @app.route("/embed.js", methods=["GET"])
     def embed_script(self, request: IRequest) -> bytes:

@@ -240,12 +240,7 @@ def embed_page(node_url: str, *, identifier: str | None, forum: str = "demo", ti
 
 
 def _start_node(database: Any, posts_per_minute: int = 0) -> support.NodeProcess:
-    node = support.NodeProcess(database)
-    if posts_per_minute:
-        text = node.config_path.read_text()
-        # NodeProcess writes posts_per_minute = 0; TOML forbids a second value for the key.
-        assert "posts_per_minute = 0" in text, f"unexpected node config layout: {text}"
-        node.config_path.write_text(text.replace("posts_per_minute = 0", f"posts_per_minute = {posts_per_minute}"))
+    node = support.NodeProcess(database, posts_per_minute=posts_per_minute)
     node.start()
     atexit.register(node.stop)
     return node
