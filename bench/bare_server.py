@@ -21,7 +21,7 @@ class StaticBytes(resource.Resource):
         super().__init__()
         self.body = body
 
-    def render_GET(self, request: server.Request) -> bytes:  # noqa: N802  # twisted.web's naming
+    def render_GET(self, request: server.Request) -> bytes:
         request.setHeader(b"content-type", b"application/json; charset=utf-8")
         return self.body
 

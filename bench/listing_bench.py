@@ -205,7 +205,8 @@ def main() -> int:
             process.wait(timeout=30)
 
     print(f"Listing of {arguments.posts} posts ({len(body)} bytes), {arguments.seconds} s per run, "
-          f"wrk with 1 thread and {arguments.connections} connections; hey with 10 workers at {arguments.rate} req/s.\n")
+          f"wrk with 1 thread and {arguments.connections} connections; "
+          f"hey with 10 workers at {arguments.rate} req/s.\n")
     print("| load | run | node req/s | node p50 ms | node p99 ms | node errors | bare req/s | bare p50 ms "
           "| bare p99 ms | node/bare |")
     print("|---|---|---|---|---|---|---|---|---|---|")

@@ -53,10 +53,17 @@ status=${PIPESTATUS[0]}
 set -e
 
 # A plain closing line, since trial's own summary is not a format every CI reads.
-line=$(grep -E '^(PASSED|FAILED) \(' "$summary" | tail -n 1)
-count() { printf '%s' "$line" | grep -oE "$1=[0-9]+" | cut -d= -f2 || true; }
-passed=$(count successes); failures=$(count failures); errors=$(count errors); skipped=$(count skips)
-failed=$(( ${failures:-0} + ${errors:-0} + $(count unexpectedSuccesses | sed 's/^$/0/') ))
+line=$(grep -E '^(PASSED|FAILED) \(' "$summary" | tail -n 1 || true)
+count() {
+    local value
+    value=$(printf '%s' "$line" | grep -oE "$1=[0-9]+" | cut -d= -f2 || true)
+    echo "${value:-0}"
+}
+failed=$(( $(count failures) + $(count errors) + $(count unexpectedSuccesses) ))
 rm -f "$summary"
-echo "${passed:-0} passed, ${failed} failed, ${skipped:-0} skipped"
+if [ -z "$line" ]; then
+    echo "trial printed no summary: the test run did not finish" >&2
+    [ "$status" -ne 0 ] || status=1
+fi
+echo "$(count successes) passed, ${failed} failed, $(count skips) skipped"
 exit "$status"

@@ -150,3 +150,19 @@ class RenderTests(unittest.SynchronousTestCase):
         self.assertNotIn("onclick", html)
         self.assertNotIn("<iframe", html)
         self.assertIn("there", html)
+
+
+class TimestampTextTests(unittest.SynchronousTestCase):
+    def test_utc_text_to_iso(self) -> None:
+        """PostgreSQL's UTC text form becomes ISO 8601 with Z, with or without a fraction."""
+        from comments.storage.posts import _iso
+
+        self.assertEqual(_iso("2026-12-04 21:12:05.729373+00"), "2026-12-04T21:12:05.729373Z")
+        self.assertEqual(_iso("2026-12-04 21:12:05+00"), "2026-12-04T21:12:05Z")
+        self.assertIsNone(_iso(None))
+
+    def test_other_offsets_converted(self) -> None:
+        """A session not in UTC still yields UTC timestamps."""
+        from comments.storage.posts import _iso
+
+        self.assertEqual(_iso("2026-12-04 23:12:05.5+02"), "2026-12-04T21:12:05.500000Z")

@@ -150,7 +150,7 @@ def _iso(text: str | None) -> str | None:
         return None
     if text.endswith("+00"):
         return f"{text[:10]}T{text[11:-3]}Z"
-    return datetime.fromisoformat(text).astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class _Node:

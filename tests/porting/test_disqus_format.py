@@ -322,7 +322,7 @@ class DisqusCorpusTests(SynchronousTestCase):
         """Chinese text in a CDATA message is decoded as UTF-8."""
         post = _posts(_parse_fixture("disqus-real-export-2013.xml"))["777155036"]
 
-        self.assertEqual(post.message, "<p>评论怎么不好使？</p>")
+        self.assertEqual(post.message, "<p>评论怎么不好使？</p>")  # noqa: RUF001  # the fixture's own text
 
     def test_malformed_stray_leading_byte(self) -> None:
         """A stray byte before the XML declaration is dropped and reported first."""
