@@ -297,19 +297,26 @@ class CommentsAPI:
             raise invalid("limit", f"limit {limit_text!r} is invalid; use a whole number from 1 to {MAX_PAGE_SIZE}")
         cursor = query_value(request, "cursor")
 
-        thread = await self._thread(thread_id)
-        etag = f'"{thread.id}.{thread.version}.{sort}.{limit_text}.{cursor or ""}"'.encode()
-        request.setHeader(b"etag", etag)
         request.setHeader(b"cache-control", b"public, max-age=2, must-revalidate")
-        if request.getHeader(b"if-none-match") == etag:
-            request.setResponseCode(304)
-            return b""
+        if_none_match = request.getHeader(b"if-none-match")
+        if if_none_match is not None:
+            # A revalidation reads only the thread row: a 304 needs nothing else.
+            thread = await self._thread(thread_id)
+            etag = _listing_etag(thread.id, thread.version, sort, limit_text, cursor)
+            request.setHeader(b"etag", etag)
+            if if_none_match == etag:
+                request.setResponseCode(304)
+                return b""
 
-        forum = await self._thread_forum(thread.forum_id)
+        parsed = path_id(thread_id, "thread")
         try:
-            page = await self.posts.page(thread.id, sort=_as_sort(sort), limit=int(limit_text), cursor=cursor)
+            thread, page = await self.posts.page(parsed, sort=_as_sort(sort), limit=int(limit_text), cursor=cursor)
         except InvalidCursor as error:
             raise invalid("cursor", str(error)) from None
+        except (PostNotFound, UnknownShard):
+            raise APIError(404, "not_found", f"thread {thread_id!r} does not exist") from None
+        request.setHeader(b"etag", _listing_etag(thread.id, thread.version, sort, limit_text, cursor))
+        forum = await self._thread_forum(thread.forum_id)
         return _json(request, {
             "thread": serialize.thread_json(thread, forum.shortname),
             "posts": page.posts,
@@ -431,6 +438,10 @@ def _content_type(name: str) -> bytes:
         if name.endswith(suffix):
             return kind
     return b"application/octet-stream"
+
+
+def _listing_etag(thread_id: int, version: int, sort: str, limit: str, cursor: str | None) -> bytes:
+    return f'"{thread_id}.{version}.{sort}.{limit}.{cursor or ""}"'.encode()
 
 
 def _as_sort(value: str | None) -> Sort:

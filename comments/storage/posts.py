@@ -13,6 +13,7 @@ from typing import Any, Literal
 from comments.db.cluster import Cluster
 from comments.db.pool import Cursor
 from comments.ids import shard_of
+from comments.storage.threads import Thread
 
 __all__ = [
     "EditRejected",
@@ -153,60 +154,59 @@ def _iso(text: str | None) -> str | None:
     return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-class _Node:
-    """A listed post while its tree is assembled."""
-
-    __slots__ = ("document", "id", "parent_id", "replies", "state")
-
-    def __init__(self, row: tuple[Any, ...]) -> None:
-        (post_id, parent_id, state, score, created_at, edited_at, author_name, raw, html, likes, dislikes, depth,
-         thread_id) = row
-        self.id: int = post_id
-        self.parent_id: int | None = parent_id
-        self.state: str = state
-        deleted = state == "deleted"
-        self.replies: list[_Node] = []
-        self.document: dict[str, Any] = {
-            "id": str(post_id),
-            "thread": str(thread_id),
-            "parent": None if parent_id is None else str(parent_id),
-            "author": {"name": "" if deleted else author_name},
-            "message": "" if deleted else html,
-            "raw": "" if deleted else raw,
-            "created_at": _iso(created_at),
-            "edited_at": _iso(edited_at),
-            "state": state,
-            "likes": likes,
-            "dislikes": dislikes,
-            "score": score,
-            "depth": depth,
-            "replies": self.replies,
-        }
-
-    def visible(self) -> bool:
-        """Prune this subtree in place; return whether this post stays in the listing."""
-        self.replies[:] = [reply for reply in self.replies if reply.visible()]
-        return self.state == "approved" or bool(self.replies)
+def _document(row: tuple[Any, ...]) -> dict[str, Any]:
+    """Return the JSON-ready form of one listed row (``_LISTING_COLUMNS`` after part and position)."""
+    (post_id, parent_id, state, score, created_at, edited_at, author_name, raw, html, likes, dislikes, depth,
+     thread_id) = row
+    if state == "deleted":
+        author_name = raw = html = ""
+    return {
+        "id": str(post_id),
+        "thread": str(thread_id),
+        "parent": None if parent_id is None else str(parent_id),
+        "author": {"name": author_name},
+        "message": html,
+        "raw": raw,
+        "created_at": f"{created_at[:10]}T{created_at[11:-3]}Z" if created_at.endswith("+00") else _iso(created_at),
+        "edited_at": None if edited_at is None else _iso(edited_at),
+        "state": state,
+        "likes": likes,
+        "dislikes": dislikes,
+        "score": score,
+        "depth": depth,
+        "replies": [],
+    }
 
 
-def _nest(top: list[_Node], replies: list[_Node]) -> list[dict[str, Any]]:
+def _visible(document: dict[str, Any]) -> bool:
+    """Prune deleted posts without visible replies from this subtree; return whether it stays."""
+    replies = document["replies"]
+    if replies:
+        document["replies"] = [reply for reply in replies if _visible(reply)]
+    return document["state"] == "approved" or bool(document["replies"])
+
+
+def _nest(top_rows: list[tuple[Any, ...]], reply_rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
     """
-    Nest ``replies`` under ``top`` and return the visible posts as JSON-ready dictionaries.
+    Nest the replies under their top-level posts and return the visible posts.
 
-    ``replies`` come ordered by depth, then creation time, so every parent is placed before
-    its replies even when imported timestamps put a reply before its parent.
+    Replies come ordered by depth, then creation time, so every parent is placed before its
+    replies even when imported timestamps put a reply before its parent.
     """
-    by_id = {node.id: node for node in top}
-    for node in replies:
-        parent = by_id.get(node.parent_id)  # type: ignore[arg-type]  # replies always have a parent
+    top = [_document(row) for row in top_rows]
+    by_id = {row[0]: document for row, document in zip(top_rows, top, strict=True)}
+    any_deleted = any(row[2] == "deleted" for row in top_rows)
+    for row in reply_rows:
+        parent = by_id.get(row[1])
         # A reply whose parent is hidden (spam, pending) is hidden with it.
         if parent is not None:
-            parent.replies.append(node)
-            by_id[node.id] = node
-    visible = [node for node in top if node.visible()]
-    for node in by_id.values():
-        node.document["replies"] = [reply.document for reply in node.replies]
-    return [node.document for node in visible]
+            document = _document(row)
+            parent["replies"].append(document)
+            by_id[row[0]] = document
+            any_deleted = any_deleted or row[2] == "deleted"
+    if not any_deleted:
+        return top
+    return [document for document in top if _visible(document)]
 
 
 class PostStore:
@@ -270,21 +270,32 @@ class PostStore:
 
         return await shard.pool.run_interaction("create_post", create_post_txn, shard=shard.number)
 
-    async def page(self, thread_id: int, *, sort: Sort, limit: int, cursor: str | None) -> Page:
+    async def page(self, thread_id: int, *, sort: Sort, limit: int, cursor: str | None) -> tuple[Thread, Page]:
         """
-        Return up to ``limit`` top-level posts after ``cursor``, each with every reply under it.
+        Return the thread and up to ``limit`` top-level posts after ``cursor``, each with every reply under it.
 
-        Replies travel with their top-level post, so no reply is split across pages.
+        Replies travel with their top-level post, so no reply is split across pages. One
+        statement reads the thread and its posts, since a round trip costs the node more CPU
+        than the rows do. Raises PostNotFound when the thread does not exist.
         """
         shard = self._cluster.shard_for_id(thread_id)
         order, after, params = self._top_level_order(sort, cursor)
+        # The thread travels as the first row (part -1), its columns placed in the listing's:
+        # parent_id holds forum_id, score the post count, author_name the identifier, raw
+        # the url, html the title, likes the closed flag and thread_id the version.
         sql = f"""
-            WITH top AS (
+            WITH thread AS (
+                SELECT * FROM {shard.schema}.threads WHERE id = %s AND NOT deleted
+            ), top AS (
                 SELECT * FROM {shard.schema}.posts
                 WHERE thread_id = %s AND parent_id IS NULL AND {_VISIBLE} {after}
                 ORDER BY {order} LIMIT %s
             )
             SELECT * FROM (
+                SELECT -1 AS part, 0::bigint AS position, id, forum_id, 'thread', posts, created_at::text,
+                       NULL::text, identifier, url, title, closed::integer, 0, 0, version
+                FROM thread
+                UNION ALL
                 SELECT 0 AS part, row_number() OVER (ORDER BY {order}) AS position, {_LISTING_COLUMNS} FROM top
                 UNION ALL
                 SELECT 1, row_number() OVER (ORDER BY depth, created_at, id), {_LISTING_COLUMNS}
@@ -293,7 +304,15 @@ class PostStore:
             ) AS listed
             ORDER BY part, position
         """
-        rows = await shard.pool.run_prepared("list_posts", sql, (thread_id, *params, limit + 1), shard=shard.number)
+        rows = await shard.pool.run_prepared(
+            "list_posts", sql, (thread_id, thread_id, *params, limit + 1), shard=shard.number
+        )
+        if not rows or rows[0][0] != -1:
+            raise PostNotFound(f"thread {thread_id} does not exist")
+        (_, _, _, forum_id, _, posts, created_at, _, identifier, url, title, closed, _, _, version) = rows[0]
+        thread = Thread(id=thread_id, forum_id=forum_id, identifier=identifier, url=url, title=title,
+                        created_at=datetime.fromisoformat(created_at), closed=bool(closed), posts=posts,
+                        version=version)
 
         top_rows = [row[2:] for row in rows if row[0] == 0]
         has_more = len(top_rows) > limit
@@ -302,9 +321,8 @@ class PostStore:
         if has_more and top_rows:
             last = top_rows[-1]
             next_cursor = _encode_cursor(sort, _iso(last[4]) or "", last[0], last[3])
-        top = [_Node(row) for row in top_rows]
-        replies = [_Node(row[2:]) for row in rows if row[0] == 1]
-        return Page(posts=_nest(top, replies), next_cursor=next_cursor)
+        reply_rows = [row[2:] for row in rows if row[0] == 1]
+        return thread, Page(posts=_nest(top_rows, reply_rows), next_cursor=next_cursor)
 
     @staticmethod
     def _top_level_order(sort: Sort, cursor: str | None) -> tuple[str, str, tuple[Any, ...]]:
