@@ -86,13 +86,13 @@ def wait_ready(url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise SystemExit(f"server exited with {process.returncode} before answering {url}")
+            raise SystemExit(f"server exited with {process.returncode} before responding at {url}")
         try:
             with urllib.request.urlopen(url, timeout=2):
                 return
         except OSError:
             time.sleep(0.2)
-    raise SystemExit(f"{url} did not answer within 60 s")
+    raise SystemExit(f"{url} did not respond within 60 s")
 
 
 def call(method: str, url: str, body: dict[str, Any]) -> Any:
@@ -129,7 +129,11 @@ def _milliseconds(text: str) -> float:
     if not match:
         raise ValueError(f"cannot read wrk latency {text!r}")
     value, unit = float(match.group(1)), match.group(2)
-    return value / 1000 if unit == "us" else value * 1000 if unit == "s" else value
+    if unit == "us":
+        return value / 1000
+    if unit == "s":
+        return value * 1000
+    return value
 
 
 def run_wrk(url: str, seconds: int, connections: int) -> dict[str, float]:

@@ -2,7 +2,7 @@
 Shared test fixtures: a real two-database test cluster with eight logical shards.
 
 ``COMMENTS_TEST_PG`` names a PostgreSQL server (default: 127.0.0.1:5432 as postgres, as on
-CI). When it does not answer, the tests start the embedded server once per process. Meta
+CI). When it does not respond, the tests start the embedded server once per process. Meta
 and users live in different databases and the shards alternate between them, so a query
 that forgets its shard, or joins across partitions, fails.
 """
@@ -140,7 +140,7 @@ class NodeProcess:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60.0) -> None:
-        """Start the node and wait until ``/health`` answers 200."""
+        """Start the node and wait until ``/health`` returns 200."""
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "comments", "--config", str(self.config_path), "serve"],

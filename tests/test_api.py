@@ -352,7 +352,7 @@ class ListingTests(APITestCase):
         self.assertEqual(listings["best"], [ids[1], ids[2], ids[0]])
 
     async def test_etag_revalidation(self) -> None:
-        """An unchanged thread answers 304 to its ETag; a new post changes the ETag."""
+        """An unchanged thread returns 304 for its ETag; a new post changes the ETag."""
         thread = await self.thread()
         await self.post(thread["id"])
         path = f"/api/v1/threads/{thread['id']}/posts"

@@ -3,7 +3,7 @@ The HTTP API: Klein routes under ``/api/v1``, ``/health``, and the widget's file
 
 Handlers are steps: parse and check input (APIError on anything bad), call the storage
 layer, serialize. Storage errors that mean bad input become 4xx here; anything else is a
-bug, logged with its traceback and answered with a plain 500 document.
+bug, logged with its traceback and sent as a plain 500 document.
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ class CommentsAPI:
 
     @app.route("/health", methods=["GET", "HEAD"])
     async def health(self, request: IRequest) -> bytes:
-        """Return 200 when every database answers and the node is not draining, else 503."""
+        """Return 200 when every database responds and the node is not draining, else 503."""
         checks: dict[str, str] = {}
         for pool in self.cluster.pools:
             try:
@@ -164,7 +164,11 @@ class CommentsAPI:
                 checks[pool.label] = f"failed: {error}"
         ready = not self.draining and all(value == "ok" for value in checks.values())
         request.setHeader(b"cache-control", b"no-store")
-        status = "ready" if ready else ("draining" if self.draining else "unavailable")
+        status = "ready"
+        if self.draining:
+            status = "draining"
+        elif not ready:
+            status = "unavailable"
         return _json(request, {"status": status, "checks": checks}, 200 if ready else 503)
 
     @app.route("/api/v1/openapi.json", methods=["GET"])
@@ -216,7 +220,7 @@ class CommentsAPI:
         )
         request.setHeader(b"referrer-policy", b"strict-origin-when-cross-origin")
         if forum is None:
-            self.log.warn("widget refused: unknown forum {forum!r} requested from {referer}",
+            self.log.warn("widget page for unknown forum {forum!r} requested from {referer}; framing is not allowed",
                           forum=forum_name, referer=request.getHeader(b"referer"))
         body = self._static(request, "thread.html", b"text/html; charset=utf-8")
         request.setHeader(b"cache-control", b"no-cache")

@@ -280,9 +280,9 @@ class PostStore:
         """
         shard = self._cluster.shard_for_id(thread_id)
         order, after, params = self._top_level_order(sort, cursor)
-        # The thread travels as the first row (part -1), its columns placed in the listing's:
-        # parent_id holds forum_id, score the post count, author_name the identifier, raw
-        # the url, html the title, likes the closed flag and thread_id the version.
+        # The thread travels as the first row (part -1) in the listing's columns: parent_id
+        # is forum_id, score the post count, author_name the identifier, raw the url, html
+        # the title, likes the closed flag and thread_id the version.
         sql = f"""
             WITH thread AS (
                 SELECT * FROM {shard.schema}.threads WHERE id = %s AND NOT deleted
