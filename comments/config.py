@@ -18,6 +18,7 @@ __all__ = ["Config", "ConfigError", "DatabaseConfig", "default_data_dir", "load_
 
 ENV_PREFIX = "COMMENTS_"
 CONFIG_PATH_VARIABLE = "COMMENTS_CONFIG"  # read by tac/node.tac: the path of the TOML file
+_RESERVED_PREFIXES = ("COMMENTS_TEST_", "COMMENTS_BENCH_")  # settings of the test suite and benchmarks
 ROLES = frozenset({"web", "worker", "monitor"})
 MAX_LOGICAL_SHARDS = 8192  # 13 bits of every id carry the logical shard number
 
@@ -179,7 +180,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
                 values[spec[1]] = converted
 
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name.startswith(ENV_PREFIX + "TEST") or name == CONFIG_PATH_VARIABLE:
+        if not name.startswith(ENV_PREFIX) or name.startswith(_RESERVED_PREFIXES) or name == CONFIG_PATH_VARIABLE:
             continue
         rest = name[len(ENV_PREFIX):].lower()
         section, _, key = rest.partition("_")

@@ -106,7 +106,7 @@ class Pool:
         self._connect_kwargs = {
             "connect_timeout": connect_timeout_seconds,
             # Timestamps leave the server in UTC, so their text form never needs parsing.
-            "options": f"-c statement_timeout={statement_timeout_ms} -c timezone=UTC",
+            "options": f"-c statement_timeout={statement_timeout_ms} -c timezone=UTC -c datestyle=ISO",
             "application_name": application_name,
         }
         self._checkout_timeout = checkout_timeout_seconds

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -209,6 +210,19 @@ def _nest(top_rows: list[tuple[Any, ...]], reply_rows: list[tuple[Any, ...]]) ->
     return [document for document in top if _visible(document)]
 
 
+# Row layout: id, parent_id, state, score, created_at text, ... (see _LISTING_COLUMNS).
+_TOP_LEVEL_KEYS: dict[str, Callable[[tuple[Any, ...]], tuple[Any, ...]]] = {
+    "oldest": lambda row: (row[4], row[0]),
+    "newest": lambda row: (row[4], row[0]),
+    "best": lambda row: (row[3], row[4], row[0]),
+}
+
+
+def _reply_key(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Order replies by depth, then creation time, so every parent comes before its replies."""
+    return (row[11], row[4], row[0])
+
+
 class PostStore:
     """Post queries, routed by the thread or post id to its logical shard."""
 
@@ -291,37 +305,38 @@ class PostStore:
                 WHERE thread_id = %s AND parent_id IS NULL AND {_VISIBLE} {after}
                 ORDER BY {order} LIMIT %s
             )
-            SELECT * FROM (
-                SELECT -1 AS part, 0::bigint AS position, id, forum_id, 'thread', posts, created_at::text,
-                       NULL::text, identifier, url, title, closed::integer, 0, 0, version
-                FROM thread
-                UNION ALL
-                SELECT 0 AS part, row_number() OVER (ORDER BY {order}) AS position, {_LISTING_COLUMNS} FROM top
-                UNION ALL
-                SELECT 1, row_number() OVER (ORDER BY depth, created_at, id), {_LISTING_COLUMNS}
-                FROM {shard.schema}.posts
-                WHERE root_id IN (SELECT id FROM top) AND parent_id IS NOT NULL AND {_VISIBLE}
-            ) AS listed
-            ORDER BY part, position
+            SELECT -1 AS part, id, forum_id, 'thread', posts, created_at::text, NULL::text, identifier, url,
+                   title, closed::integer, 0, 0, version
+            FROM thread
+            UNION ALL
+            SELECT 0, {_LISTING_COLUMNS} FROM top
+            UNION ALL
+            SELECT 1, {_LISTING_COLUMNS} FROM {shard.schema}.posts
+            WHERE root_id IN (SELECT id FROM top) AND parent_id IS NOT NULL AND {_VISIBLE}
         """
         rows = await shard.pool.run_prepared(
             "list_posts", sql, (thread_id, thread_id, *params, limit + 1), shard=shard.number
         )
-        if not rows or rows[0][0] != -1:
+        thread_rows = [row for row in rows if row[0] == -1]
+        if not thread_rows:
             raise PostNotFound(f"thread {thread_id} does not exist")
-        (_, _, _, forum_id, _, posts, created_at, _, identifier, url, title, closed, _, _, version) = rows[0]
+        (_, _, forum_id, _, posts, created_at, _, identifier, url, title, closed, _, _, version) = thread_rows[0]
         thread = Thread(id=thread_id, forum_id=forum_id, identifier=identifier, url=url, title=title,
                         created_at=datetime.fromisoformat(created_at), closed=bool(closed), posts=posts,
                         version=version)
 
-        top_rows = [row[2:] for row in rows if row[0] == 0]
+        # Sorting here instead of in SQL halves the statement's cost in PostgreSQL. The UTC
+        # text timestamps sort as the times they name: one fixed layout, and a shorter
+        # fraction compares as smaller because '+' sorts before every digit.
+        top_rows = sorted((row[1:] for row in rows if row[0] == 0), key=_TOP_LEVEL_KEYS[sort],
+                          reverse=sort != "oldest")
         has_more = len(top_rows) > limit
         top_rows = top_rows[:limit]
         next_cursor = None
         if has_more and top_rows:
             last = top_rows[-1]
             next_cursor = _encode_cursor(sort, _iso(last[4]) or "", last[0], last[3])
-        reply_rows = [row[2:] for row in rows if row[0] == 1]
+        reply_rows = sorted((row[1:] for row in rows if row[0] == 1), key=_reply_key)
         return thread, Page(posts=_nest(top_rows, reply_rows), next_cursor=next_cursor)
 
     @staticmethod
