@@ -1,7 +1,7 @@
 """
 Write a synthetic Disqus export for the import benchmark.
 
-The file holds N posts spread over N/100 threads (at least one). About half of the posts
+The file contains N posts spread over N/100 threads (at least one). About half of the posts
 are replies to an earlier post of the same thread, so reply chains grow several levels
 deep. About 3% of the posts are deleted, 2% are spam and 1% are pending. Names and
 messages mix ASCII with accented Latin, CJK and emoji, and messages are HTML with links.

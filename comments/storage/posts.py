@@ -37,7 +37,8 @@ _COLUMNS = (
     "id, thread_id, parent_id, root_id, depth, state, raw, html, author_name, author_user_id, "
     "created_at, edited_at, likes, dislikes, score"
 )
-_VISIBLE = "state IN ('approved', 'deleted')"
+# Pingbacks and trackbacks come only from imports; they are kept but never listed.
+_VISIBLE = "state IN ('approved', 'deleted') AND kind = 'comment'"
 
 
 class PostNotFound(LookupError):
