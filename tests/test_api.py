@@ -536,3 +536,22 @@ class StaticTests(APITestCase):
         for path in ("/widget/..%2F__init__.py", "/demo/..%2F..%2Fapi%2Fapp.py", "/widget/%2e%2e/widget.js"):
             status, _, _ = await self.request("GET", path)
             self.assertEqual(status, 404, path)
+
+
+class PingbackTests(APITestCase):
+    async def test_pingbacks_not_listed(self) -> None:
+        """An imported pingback stays in the shard but never appears in a listing."""
+        from comments.ids import shard_of
+
+        thread = await self.thread()
+        comment = await self.post(thread["id"], "a real comment")
+        shard = self.cluster.shard(shard_of(int(thread["id"])))
+        await shard.pool.run_operation(
+            "insert_pingback",
+            f"""INSERT INTO {shard.schema}.posts (id, thread_id, forum_id, root_id, state, kind, raw, html, author_name)
+                SELECT next.id, %s, %s, next.id, 'approved', 'pingback', 'ping', '<p>ping</p>', 'Other blog'
+                FROM (SELECT {shard.schema}.next_id() AS id) AS next""",
+            (int(thread["id"]), self.forum_record.id),
+        )
+        _, listing, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts")
+        self.assertEqual([post["id"] for post in listing["posts"]], [comment["post"]["id"]])
