@@ -82,6 +82,8 @@ SHARD = [
     Migration(1, "id generator, threads, posts and votes", lambda schema, shard: f"""
         CREATE SEQUENCE {schema}.id_sequence;
         -- 41 bits of milliseconds since {EPOCH_MS}, {SHARD_BITS} bits of shard, {SEQUENCE_BITS} bits of sequence.
+        -- NOTE: more than {1 << SEQUENCE_BITS} ids in one millisecond on one shard repeat an id; the
+        -- primary keys reject the repeat, and bulk imports pace themselves below that rate.
         CREATE FUNCTION {schema}.next_id() RETURNS bigint LANGUAGE sql VOLATILE AS $$
             SELECT ((floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint - {EPOCH_MS}) << {_TIMESTAMP_SHIFT})
                    | ({shard}::bigint << {SEQUENCE_BITS})
