@@ -139,21 +139,21 @@ def _decode_cursor(sort: Sort, cursor: str) -> tuple[datetime, int, int]:
     return created_at, post_id, score
 
 
-# Listed columns. Timestamps come as text: the pool's sessions run in UTC, so the text is
-# turned into ISO 8601 by slicing, which is cheaper than decoding datetimes.
+# Listed columns. Timestamps come as UTC text without an offset, whatever the session's
+# time zone, and are turned into ISO 8601 by slicing, which is cheaper than decoding
+# datetimes. The text form needs DateStyle ISO, PostgreSQL's default.
+_UTC_TEXT = "({column} AT TIME ZONE 'UTC')::text"
 _LISTING_COLUMNS = (
-    "id, parent_id, state, score, created_at::text, edited_at::text, author_name, raw, html, likes, dislikes, "
-    "depth, thread_id"
+    f"id, parent_id, state, score, {_UTC_TEXT.format(column='created_at')}, "
+    f"{_UTC_TEXT.format(column='edited_at')}, author_name, raw, html, likes, dislikes, depth, thread_id"
 )
 
 
 def _iso(text: str | None) -> str | None:
-    """Turn PostgreSQL's UTC text form ``2026-12-04 21:12:05.7+00`` into ``2026-12-04T21:12:05.7Z``."""
+    """Turn PostgreSQL's UTC text form ``2026-12-04 21:12:05.7`` into ``2026-12-04T21:12:05.7Z``."""
     if text is None:
         return None
-    if text.endswith("+00"):
-        return f"{text[:10]}T{text[11:-3]}Z"
-    return datetime.fromisoformat(text).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return f"{text[:10]}T{text[11:]}Z"
 
 
 def _document(row: tuple[Any, ...]) -> dict[str, Any]:
@@ -169,7 +169,7 @@ def _document(row: tuple[Any, ...]) -> dict[str, Any]:
         "author": {"name": author_name},
         "message": html,
         "raw": raw,
-        "created_at": f"{created_at[:10]}T{created_at[11:-3]}Z" if created_at.endswith("+00") else _iso(created_at),
+        "created_at": f"{created_at[:10]}T{created_at[11:]}Z",
         "edited_at": None if edited_at is None else _iso(edited_at),
         "state": state,
         "likes": likes,
@@ -306,7 +306,8 @@ class PostStore:
                 WHERE thread_id = %s AND parent_id IS NULL AND {_VISIBLE} {after}
                 ORDER BY {order} LIMIT %s
             )
-            SELECT -1 AS part, id, forum_id, 'thread', posts, created_at::text, NULL::text, identifier, url,
+            SELECT -1 AS part, id, forum_id, 'thread', posts, {_UTC_TEXT.format(column='created_at')}, NULL::text,
+                   identifier, url,
                    title, closed::integer, 0, 0, version
             FROM thread
             UNION ALL
@@ -323,12 +324,13 @@ class PostStore:
             raise PostNotFound(f"thread {thread_id} does not exist")
         (_, _, forum_id, _, posts, created_at, _, identifier, url, title, closed, _, _, version) = thread_rows[0]
         thread = Thread(id=thread_id, forum_id=forum_id, identifier=identifier, url=url, title=title,
-                        created_at=datetime.fromisoformat(created_at), closed=bool(closed), posts=posts,
+                        created_at=datetime.fromisoformat(created_at).replace(tzinfo=UTC), closed=bool(closed),
+                        posts=posts,
                         version=version)
 
         # Sorting here instead of in SQL halves the statement's cost in PostgreSQL. The UTC
-        # text timestamps sort as the times they name: one fixed layout, and a shorter
-        # fraction compares as smaller because '+' sorts before every digit.
+        # text timestamps sort as the times they name: one fixed layout, and PostgreSQL
+        # trims a fraction's trailing zeros, so a shorter fraction is a prefix of a longer.
         top_rows = sorted((row[1:] for row in rows if row[0] == 0), key=_TOP_LEVEL_KEYS[sort],
                           reverse=sort != "oldest")
         has_more = len(top_rows) > limit
