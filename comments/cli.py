@@ -101,6 +101,9 @@ def _serve(arguments: argparse.Namespace) -> int:
 
 
 def _run_admin(arguments: argparse.Namespace, config: Config) -> int:
+    import psycopg2
+    import psycopg2.errors
+
     from comments.db.admin import ClusterMismatch, ForumExists, InvalidForum
 
     try:
@@ -119,6 +122,14 @@ def _run_admin(arguments: argparse.Namespace, config: Config) -> int:
                 return int(run_export(database, arguments.format, arguments.forum, arguments.output))
     except (ClusterMismatch, ForumExists, InvalidForum) as error:
         print(f"comments: {error}", file=sys.stderr)
+        return 1
+    except psycopg2.OperationalError as error:
+        print(f"comments: cannot reach the database: {str(error).strip()}; check the DSNs in the "
+              "configuration and that PostgreSQL is running", file=sys.stderr)
+        return 1
+    except psycopg2.errors.UndefinedTable as error:
+        print(f"comments: the database has no schema yet ({str(error).strip()}); run "
+              "`comments --config FILE migrate` first", file=sys.stderr)
         return 1
     raise AssertionError(f"unhandled command {arguments.command}")
 

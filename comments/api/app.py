@@ -9,6 +9,7 @@ bug, logged with its traceback and sent as a plain 500 document.
 from __future__ import annotations
 
 import gzip
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -29,6 +30,7 @@ from comments.api.validation import (
     email_field,
     id_field,
     invalid,
+    json_text,
     optional_text_field,
     path_id,
     query_value,
@@ -37,6 +39,7 @@ from comments.api.validation import (
     text_field,
 )
 from comments.config import Config
+from comments.db.admin import SHORTNAME_PATTERN
 from comments.db.cluster import Cluster, UnknownShard
 from comments.db.pool import DatabaseUnavailable
 from comments.render import render_markdown
@@ -59,6 +62,7 @@ __all__ = ["CommentsAPI"]
 
 MAX_PAGE_SIZE = 100
 MAX_COUNT_KEYS = 200
+_LIMIT_PATTERN = re.compile(r"^[0-9]{1,3}$")  # ASCII digits only: str.isdigit() accepts "²" and "٣"
 _STATIC = resources.files("comments.widget").joinpath("static")
 
 
@@ -135,7 +139,7 @@ class CommentsAPI:
     async def _forum(self, shortname: str | None, field: str = "forum") -> Forum:
         if not shortname:
             raise invalid(field, f"{field} is missing; name the forum's shortname")
-        forum = await self.forums.by_shortname(shortname)
+        forum = await self.forums.by_shortname(shortname) if SHORTNAME_PATTERN.match(shortname) else None
         if forum is None:
             raise APIError(404, "unknown_forum", f"forum {shortname!r} does not exist; check the shortname", field)
         return forum
@@ -297,7 +301,7 @@ class CommentsAPI:
         if sort not in SORTS:
             raise invalid("sort", f"sort {sort!r} is unknown; use one of {', '.join(SORTS)}")
         limit_text = query_value(request, "limit", "50") or "50"
-        if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE_SIZE:
+        if not _LIMIT_PATTERN.match(limit_text) or not 1 <= int(limit_text) <= MAX_PAGE_SIZE:
             raise invalid("limit", f"limit {limit_text!r} is invalid; use a whole number from 1 to {MAX_PAGE_SIZE}")
         cursor = query_value(request, "cursor")
 
@@ -401,8 +405,8 @@ class CommentsAPI:
         if len(voter) < 8:
             raise invalid("voter", "voter must be at least 8 characters; send the random voter id the widget keeps")
         value = body.get("value")
-        if isinstance(value, bool) or value not in (-1, 0, 1):
-            raise invalid("value", f"value {value!r} is invalid; use 1 (up), -1 (down) or 0 (withdraw)")
+        if type(value) is not int or value not in (-1, 0, 1):
+            raise invalid("value", f"value {json_text(value)} is invalid; use 1 (up), -1 (down) or 0 (withdraw)")
         try:
             post, vote = await self.posts.vote(parsed, voter=voter, value=value)
         except (PostNotFound, UnknownShard):

@@ -16,7 +16,9 @@ from twisted.web.iweb import IRequest
 
 from comments.ids import InvalidId, parse_id
 
-__all__ = ["APIError", "id_field", "optional_text_field", "query_values", "read_json_body", "text_field"]
+__all__ = [
+    "APIError", "id_field", "json_text", "optional_text_field", "query_values", "read_json_body", "text_field",
+]
 
 _EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -61,8 +63,13 @@ def read_json_body(request: IRequest, max_bytes: int) -> dict[str, Any]:
     try:
         document = json.loads(text)
     except json.JSONDecodeError as error:
-        raise APIError(400, "invalid_json", f"the request body is not valid JSON: {error.msg} at line "
-                       f"{error.lineno}, column {error.colno}") from None
+        raise APIError(400, "invalid_json", f"the request body is not valid JSON: {error}") from None
+    except RecursionError:
+        raise APIError(400, "invalid_json", "the request body nests arrays or objects too deeply; "
+                       "send a flat JSON object") from None
+    except ValueError as error:
+        # Python refuses to convert integers of more than 4,300 digits.
+        raise APIError(400, "invalid_json", f"the request body holds an unusable number: {error}") from None
     if not isinstance(document, dict):
         raise APIError(400, "invalid_json", f"the request body must be a JSON object, not {type(document).__name__}")
     return document
@@ -160,4 +167,12 @@ def query_value(request: IRequest, name: str, default: str | None = None) -> str
 
 def _json_type(value: Any) -> str:
     return {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array",
-            dict: "an object"}.get(type(value), type(value).__name__)
+            dict: "an object", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def json_text(value: Any) -> str:
+    """Return ``value`` as it was written in JSON, for error messages."""
+    try:
+        return json.dumps(value, ensure_ascii=False)[:100]
+    except (TypeError, ValueError):
+        return repr(value)[:100]

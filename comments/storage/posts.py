@@ -156,6 +156,9 @@ def _iso(text: str | None) -> str | None:
     return f"{text[:10]}T{text[11:]}Z"
 
 
+MAX_NESTING = 100  # orjson refuses documents nested deeper than 255 containers
+
+
 def _document(row: tuple[Any, ...]) -> dict[str, Any]:
     """Return the JSON-ready form of one listed row (``_LISTING_COLUMNS`` after part and position)."""
     (post_id, parent_id, state, score, created_at, edited_at, author_name, raw, html, likes, dislikes, depth,
@@ -193,18 +196,23 @@ def _nest(top_rows: list[tuple[Any, ...]], reply_rows: list[tuple[Any, ...]]) ->
     Nest the replies under their top-level posts and return the visible posts.
 
     Replies come ordered by depth, then creation time, so every parent is placed before its
-    replies even when imported timestamps put a reply before its parent.
+    replies even when imported timestamps put a reply before its parent. Below
+    MAX_NESTING levels, replies are listed flat under their ancestor at that level (their
+    ``parent`` and ``depth`` still name the real ones), so no document nests deeper than a
+    JSON encoder or a reader can follow.
     """
     top = [_document(row) for row in top_rows]
-    by_id = {row[0]: document for row, document in zip(top_rows, top, strict=True)}
+    # Post id -> (the document whose replies take this post's replies, their nesting level).
+    holders = {row[0]: (document, 1) for row, document in zip(top_rows, top, strict=True)}
     any_deleted = any(row[2] == "deleted" for row in top_rows)
     for row in reply_rows:
-        parent = by_id.get(row[1])
+        holder = holders.get(row[1])
         # A reply whose parent is hidden (spam, pending) is hidden with it.
-        if parent is not None:
+        if holder is not None:
+            parent, level = holder
             document = _document(row)
             parent["replies"].append(document)
-            by_id[row[0]] = document
+            holders[row[0]] = (document, level + 1) if level < MAX_NESTING else holder
             any_deleted = any_deleted or row[2] == "deleted"
     if not any_deleted:
         return top
@@ -387,10 +395,10 @@ class PostStore:
             if row is None:
                 raise PostNotFound(f"post {post_id} does not exist")
             stored_hash, created_at, state, thread_id = row
+            if state == "deleted":
+                raise EditRejected(f"post {post_id} is already deleted")
             if stored_hash is None or not hmac.compare_digest(bytes(stored_hash), hash_token(edit_token)):
                 raise EditRejected("the edit token does not match this post")
-            if state == "deleted":
-                raise EditRejected(f"post {post_id} is deleted")
             if datetime.now(UTC) > created_at + window:
                 raise EditRejected(
                     f"the edit window of {int(window.total_seconds())} seconds for post {post_id} is over"

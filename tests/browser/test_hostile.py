@@ -189,3 +189,23 @@ class HostilePageTests(BrowserTestCase):
         expect(notice).to_contain_text(self.host.disallowed_origin)
         expect(self.page.locator(FRAME_SELECTOR)).to_have_count(0)
         self.screenshot("disallowed")
+
+
+class ForumMismatchTests(BrowserTestCase):
+    def test_fragment_cannot_borrow_another_forums_policy(self) -> None:
+        """A widget page whose fragment names another forum than its query string loads nothing."""
+        import json
+        from urllib.parse import quote
+
+        config = quote(json.dumps({"forum": "demo", "identifier": "demo-post-1", "url": f"{self.node.url}/x"}))
+        identifier = self.unique("mismatch")
+        html = (f'<!doctype html><title>mismatch</title><iframe id="probe" '
+                f'src="{self.node.url}/widget/thread.html?forum=shortedit#{config}"></iframe>')
+        self.host.add_page(f"/{identifier}.html", html)
+        self.page.goto(f"{self.host.allowed_origin}/{identifier}.html")
+        frame = self.page.wait_for_selector("#probe").content_frame()
+        assert frame is not None
+        notice = frame.wait_for_selector('#cm-root[aria-busy="false"] .cm-notice[role=alert]')
+        self.assertTrue(notice.is_visible())
+        self.assertEqual(frame.locator(".cm-count").count(), 0)
+        self.screenshot("mismatch")

@@ -67,6 +67,10 @@
       return null;
     }
     if (!raw || typeof raw !== 'object' || !readText(raw.forum, 200)) return null;
+    // The server builds this page's frame-ancestors policy from the forum in the query
+    // string, so a fragment naming another forum would borrow that forum's policy.
+    const queryForum = new URLSearchParams(location.search).get('forum');
+    if (queryForum !== raw.forum) return null;
 
     // The browser's ancestorOrigins cannot be forged by the embedding page, unlike the
     // parentOrigin field, so it wins where the browser provides it.
