@@ -46,8 +46,40 @@ class StartupError(Exception):
     """The node cannot start; the message says why and what to do."""
 
 
+class _DiscardedBody:
+    """Stands in for the body buffer of a request declared larger than the limit: it keeps nothing."""
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+    def read(self, size: int = -1) -> bytes:
+        return b""
+
+    def close(self) -> None:
+        pass
+
+
 class _TrackedRequest(server.Request):
-    """A request that counts itself in its node's in-flight total until it finishes."""
+    """
+    A request that counts itself in its node's in-flight total until it finishes.
+
+    A body whose Content-Length is over ``posts.max_body_bytes`` is not buffered; the API
+    answers 413 from the header. NOTE: a chunked body without Content-Length is still
+    buffered in full (Twisted spills it to a temporary file) before the limit applies.
+    """
+
+    def gotLength(self, length: int | None) -> None:
+        api: CommentsAPI = self.channel.site.api  # type: ignore[attr-defined]  # set by NodeService
+        if length is not None and length > api.config.max_body_bytes:
+            self.content = _DiscardedBody()
+            return
+        super().gotLength(length)  # type: ignore[no-untyped-call]  # twisted.web.http is untyped
 
     def process(self) -> None:
         api: CommentsAPI = self.channel.site.api  # type: ignore[attr-defined]  # set by NodeService

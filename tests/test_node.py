@@ -90,6 +90,36 @@ class NodeProcessTests(unittest.TestCase):
         self.assertEqual(result.returncode, 1)
         self.assertIn("cannot connect to the meta database", result.stderr)
 
+    def test_oversized_body_not_buffered(self) -> None:
+        """A 50 MB body declared by Content-Length gets 413 and does not grow the node's memory."""
+        import http.client
+
+        node = NodeProcess(self.database)
+        node.start()
+        self.addCleanup(node.stop)
+        assert node.process is not None
+
+        def resident_kib() -> int:
+            status = Path(f"/proc/{node.process.pid}/status").read_text()  # type: ignore[union-attr]
+            return int(next(line for line in status.splitlines() if line.startswith("VmRSS:")).split()[1])
+
+        before = resident_kib()
+        connection = http.client.HTTPConnection("127.0.0.1", node.port, timeout=60)
+        size = 50 * 1024 * 1024
+        connection.putrequest("POST", "/api/v1/threads")
+        connection.putheader("Content-Type", "application/json")
+        connection.putheader("Content-Length", str(size))
+        connection.endheaders()
+        chunk = b" " * (1024 * 1024)
+        for _ in range(size // len(chunk)):
+            connection.send(chunk)
+        response = connection.getresponse()
+        body = json.loads(response.read())
+        connection.close()
+        self.assertEqual(response.status, 413)
+        self.assertEqual(body["error"]["code"], "body_too_large")
+        self.assertLess(resident_kib() - before, 10 * 1024, "the body was buffered in memory")
+
     def test_changed_logical_shards_exits_1(self) -> None:
         """A node configured with another number of logical shards than the cluster's refuses to start."""
         node = NodeProcess(self.database)

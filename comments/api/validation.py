@@ -47,12 +47,16 @@ def invalid(field: str, message: str) -> APIError:
 
 def read_json_body(request: IRequest, max_bytes: int) -> dict[str, Any]:
     """Read the request body as a JSON object of at most ``max_bytes`` bytes."""
+    too_large = APIError(413, "body_too_large", f"the request body is over the limit of {max_bytes} bytes; "
+                         "send a shorter message")
+    declared = request.getHeader(b"content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise too_large
     content = request.content
     assert content is not None
     data = content.read(max_bytes + 1)
     if len(data) > max_bytes:
-        raise APIError(413, "body_too_large", f"the request body is over the limit of {max_bytes} bytes; "
-                       "send a shorter message")
+        raise too_large
     if not data.strip():
         raise APIError(400, "invalid_json", "the request body is empty; send a JSON object")
     try:
