@@ -13,13 +13,16 @@ import os
 import re
 import sys
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
+import orjson
 import psycopg2
 from twisted.application import service
 from twisted.internet import defer, endpoints
 from twisted.internet.interfaces import IListeningPort, IReactorTime
 from twisted.logger import Logger
 from twisted.web import server
+from twisted.web.iweb import IRequest
 
 import comments
 from comments.api.app import CommentsAPI
@@ -89,7 +92,21 @@ class _TrackedRequest(server.Request):
             api.in_flight -= 1
 
         self.notifyFinish().addBoth(finished)
+        try:
+            unquote_to_bytes(self.path).decode("utf-8")
+        except UnicodeDecodeError:
+            # Klein would answer in plain text and log a traceback for every such request.
+            _reject_path(self)
+            return
         super().process()  # type: ignore[no-untyped-call]  # twisted.web.server is untyped
+
+
+def _reject_path(request: IRequest) -> None:
+    request.setResponseCode(400)
+    request.setHeader(b"content-type", b"application/json; charset=utf-8")
+    request.write(orjson.dumps({"error": {"code": "invalid_request", "field": None,
+                                          "message": "the request path is not valid UTF-8 once decoded"}}))
+    request.finish()
 
 
 class NodeService(service.Service):

@@ -120,6 +120,18 @@ class NodeProcessTests(unittest.TestCase):
         self.assertEqual(body["error"]["code"], "body_too_large")
         self.assertLess(resident_kib() - before, 10 * 1024, "the body was buffered in memory")
 
+    def test_path_not_utf8_is_json_400(self) -> None:
+        """A path that is not UTF-8 once decoded gets a JSON 400, and the log holds no traceback."""
+        node = NodeProcess(self.database)
+        node.start()
+        self.addCleanup(node.stop)
+        status, body = _get(f"{node.url}/api/v1/forums/%ff")
+        self.assertEqual(status, 400)
+        self.assertEqual(body["error"]["code"], "invalid_request")
+        status, _ = _get(f"{node.url}/health")
+        self.assertEqual(status, 200)
+        self.assertNotIn("Traceback", node.log_path.read_text())
+
     def test_changed_logical_shards_exits_1(self) -> None:
         """A node configured with another number of logical shards than the cluster's refuses to start."""
         node = NodeProcess(self.database)
