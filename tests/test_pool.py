@@ -131,3 +131,42 @@ class RedactionTests(unittest.SynchronousTestCase):
         """Logged DSNs never contain the password."""
         self.assertNotIn("s3cret", redact_dsn("host=db user=app password=s3cret dbname=x"))
         self.assertNotIn("s3cret", redact_dsn("postgresql://app:s3cret@db/x"))
+
+
+class PreparedTests(unittest.TestCase):
+    timeout = 60
+
+    async def test_prepared_rows_errors_and_recovery(self) -> None:
+        """Prepared reads return rows, surface SQL errors, and recover after the server drops connections."""
+        dsn = test_database().meta
+        assert dsn
+        pool = Pool(label="test", dsn=dsn, size=2, reactor=reactor, application_name="comments-prepared",
+                    max_backoff_seconds=1.0)
+        self.addCleanup(pool.close)
+        await pool.start()
+
+        sql = "SELECT n, repeat('x', n) FROM generate_series(1, %s) AS n"
+        for _ in range(3):  # the first run prepares, the later ones execute the prepared statement
+            rows = await pool.run_prepared("series", sql, (2000,))
+            self.assertEqual(len(rows), 2000)
+            self.assertEqual(rows[-1], (2000, "x" * 2000))
+
+        with self.assertRaises(psycopg2.errors.DivisionByZero):
+            await pool.run_prepared("divide", "SELECT 1 / (%s - 1)", (1,))
+        self.assertEqual(await pool.run_prepared("divide", "SELECT 1 / (%s - 1)", (2,)), [(1,)])
+
+        admin = psycopg2.connect(dsn)
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = 'comments-prepared'")
+        admin.close()
+        started = time.monotonic()
+        while True:
+            try:
+                rows = await pool.run_prepared("series", sql, (3,))
+                break
+            except DatabaseUnavailable:
+                self.assertLess(time.monotonic() - started, 15, "the pool did not recover")
+                await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual([row[0] for row in rows], [1, 2, 3])
