@@ -170,3 +170,25 @@ class PreparedTests(unittest.TestCase):
                 self.assertLess(time.monotonic() - started, 15, "the pool did not recover")
                 await task.deferLater(reactor, 0.1, lambda: None)
         self.assertEqual([row[0] for row in rows], [1, 2, 3])
+
+    async def test_cancelled_caller_leaves_connection_usable(self) -> None:
+        """A caller cancelled mid-statement (its client left) gets CancelledError; the next one gets rows."""
+        from twisted.internet import defer
+
+        dsn = test_database().meta
+        assert dsn
+        pool = Pool(label="test", dsn=dsn, size=1, reactor=reactor, application_name="comments-cancel")
+        self.addCleanup(pool.close)
+        await pool.start()
+        sql = "SELECT n FROM generate_series(1, %s) AS n, pg_sleep(0.05)"
+        await pool.run_prepared("warm", sql, (1,))  # prepared now, so the next run takes the direct path
+
+        for query in (lambda: pool.run_prepared("cancelled", sql, (5,)),
+                      lambda: pool.run_query("cancelled", "SELECT pg_sleep(0.05), 1")):
+            running = defer.Deferred.fromCoroutine(query())
+            running.cancel()
+            with self.assertRaises(defer.CancelledError):
+                await running
+            rows = await pool.run_prepared("after", sql, (3,))
+            self.assertEqual([row[0] for row in rows], [1, 2, 3])
+        self.assertEqual(pool.alive, 1)

@@ -19,6 +19,7 @@ import psycopg2.errors
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from txpostgres import txpostgres
 
 __all__ = ["Cursor", "DatabaseUnavailable", "Pool", "redact_dsn"]
@@ -128,11 +129,13 @@ class _PooledConnection(txpostgres.Connection):  # type: ignore[misc]  # txpostg
                 return
         except Exception:  # noqa: BLE001  # handed to the caller through the Deferred
             self._direct = None
-            waiting.errback()
+            self.reactor.callLater(0, waiting.errback, Failure())
             return
         self._direct = None
         self.reactor.addReader(self)  # back to watching for NOTIFY and for loss while idle
-        waiting.callback(rows)
+        # Fired from the reactor, not from here: the caller may start its next statement
+        # on this connection at once, and must not do so inside this poll.
+        self.reactor.callLater(0, waiting.callback, rows)
 
 
 class Pool:
@@ -341,20 +344,36 @@ class Pool:
     ) -> T:
         connection = await self._checkout()
         started = time.monotonic()
-        try:
-            result: T = await operation(connection)
-        except txpostgres.RollbackFailed as failed:
-            self._discard(connection, failed)
-            raise DatabaseUnavailable(f"{self.label} failed during {name}") from None
-        except BaseException as error:
-            if _is_connection_error(error):
-                self._discard(connection, error)
-                raise DatabaseUnavailable(f"{self.label} connection lost during {name}") from error
-            self._release(connection)
-            raise
-        self._release(connection)
-        self._record_duration(name, started, shard)
-        return result
+        # The statement runs to its end even when the caller is cancelled (a client that
+        # disconnects cancels its request): the connection goes back to the pool only once
+        # PostgreSQL has answered, never with a statement still running on it.
+        # NOTE: so a disconnecting client does not stop its query; statement_timeout bounds it.
+        outcome: defer.Deferred[T] = defer.Deferred()
+
+        def finished(result: T | Failure) -> None:
+            if isinstance(result, Failure):
+                error = result.value
+                assert error is not None
+                if isinstance(error, txpostgres.RollbackFailed):
+                    self._discard(connection, error)
+                    result = Failure(DatabaseUnavailable(f"{self.label} failed during {name}"))
+                elif _is_connection_error(error):
+                    self._discard(connection, error)
+                    result = Failure(DatabaseUnavailable(f"{self.label} connection lost during {name}: {error}"))
+                else:
+                    self._release(connection)
+            else:
+                self._release(connection)
+                self._record_duration(name, started, shard)
+            if outcome.called:
+                return  # the caller went away; the outcome has nobody to go to
+            if isinstance(result, Failure):
+                outcome.errback(result)
+            else:
+                outcome.callback(result)
+
+        defer.maybeDeferred(operation, connection).addBoth(finished)
+        return await outcome
 
     def _record_duration(self, name: str, started: float, shard: int | None) -> None:
         elapsed_ms = (time.monotonic() - started) * 1000
