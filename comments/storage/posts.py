@@ -7,7 +7,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -476,11 +476,4 @@ class PostStore:
             return post, value
 
         return await shard.pool.run_interaction("vote", vote_txn, shard=shard.number)
-
-
-def blank_deleted(post: Post) -> Post:
-    """Return ``post`` with its text and author removed when it is deleted."""
-    if post.state != "deleted":
-        return post
-    return replace(post, raw="", html="", author_name="", author_user_id=None)
 

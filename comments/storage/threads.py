@@ -8,7 +8,6 @@ from typing import Any
 
 from comments.db.cluster import Cluster, Shard
 from comments.db.pool import Cursor
-from comments.ids import shard_of
 from comments.storage.forums import Forum
 
 __all__ = ["Thread", "ThreadStore"]
@@ -141,7 +140,3 @@ class ThreadStore:
 
         return await shard.pool.run_interaction("count_posts", count_posts_txn, shard=shard.number)
 
-
-def same_shard(first_id: int, second_id: int) -> bool:
-    """Whether two ids live on the same logical shard."""
-    return shard_of(first_id) == shard_of(second_id)
