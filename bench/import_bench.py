@@ -5,7 +5,8 @@ For each size the script writes the export with ``bench/make_disqus_export.py`` 
 the work folder for later runs), then imports it in a subprocess of its own, so the peak
 RSS that ``resource.getrusage`` reports belongs to that import alone. The importing
 process and the parser process it forks for large files are reported apart. The
-PostgreSQL server's memory is not included.
+PostgreSQL server's memory is not included. The load average before each import is
+printed, because other work on the machine changes the rate.
 
 PostgreSQL comes from ``COMMENTS_BENCH_PG`` (default 127.0.0.1:5432 as postgres). The
 script drops and creates the database ``comments_import_bench`` and leaves it behind
@@ -115,7 +116,8 @@ def measure(database: DatabaseConfig, path: Path, posts: int) -> dict[str, Any]:
     assert database.meta
     with blocking_connection(database.meta) as meta:
         create_forum(meta, shortname=forum, name=forum, origins=["http://127.0.0.1"])
-    log(f"importing {posts} posts into forum {forum}")
+    load = os.getloadavg()
+    log(f"importing {posts} posts into forum {forum}, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     completed = subprocess.run(
         [sys.executable, __file__, "--run-one", str(path), "--forum", forum, "--dsn", database.meta],
         check=True,
@@ -127,21 +129,22 @@ def measure(database: DatabaseConfig, path: Path, posts: int) -> dict[str, Any]:
     if result["posts"] != posts:
         raise RuntimeError(f"expected {posts} new posts, the import reported {result['posts']}")
     result["file_mb"] = path.stat().st_size / 1e6
+    result["load_before"] = load[0]
     return result
 
 
 def markdown_table(results: list[dict[str, Any]]) -> str:
     lines = [
-        "| posts | file MB | total s | posts/s | reading the file s | SQL after reading s "
-        "| peak RSS importer MB | peak RSS parser MB |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| posts | file MB | total s | posts/s | reading and storing s | SQL after reading s "
+        "| peak RSS importer MB | peak RSS parser MB | load before |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for result in results:
         lines.append(
             f"| {result['posts']:,} | {result['file_mb']:,.0f} | {result['seconds']:.1f} "
             f"| {result['posts'] / result['seconds']:,.0f} | {result['reading_seconds']:.1f} "
             f"| {result['database_seconds']:.1f} | {result['importer_rss_kb'] / 1024:.0f} "
-            f"| {result['parser_rss_kb'] / 1024:.0f} |"
+            f"| {result['parser_rss_kb'] / 1024:.0f} | {result['load_before']:.2f} |"
         )
     return "\n".join(lines)
 

@@ -29,6 +29,8 @@ from comments.porting.records import (
     SourceRecord,
     SourceThread,
     XmlWriter,
+    child_text,
+    children_by_tag,
     format_utc,
     is_decimal_id,
     normalise_ip,
@@ -59,6 +61,11 @@ _IS_APPROVED = f"{{{DISQUS_NAMESPACE}}}isApproved"
 _IS_CLOSED = f"{{{DISQUS_NAMESPACE}}}isClosed"
 _IS_DELETED = f"{{{DISQUS_NAMESPACE}}}isDeleted"
 _IS_SPAM = f"{{{DISQUS_NAMESPACE}}}isSpam"
+_CATEGORY = f"{{{DISQUS_NAMESPACE}}}category"
+
+# The elements that parse_disqus gets an event for. Categories are included only so
+# that they are released promptly.
+_TOP_LEVEL_TAGS = (_THREAD, _POST, _CATEGORY)
 
 # Disqus replaces the address of some guest authors with this placeholder. It is
 # not the author's address, so the parser treats it as missing.
@@ -80,27 +87,31 @@ def parse_disqus(source: ExportSource) -> Iterator[SourceRecord]:
         if export.leading_junk is not None:
             yield export.leading_junk
 
-        for element in export.elements("disqus"):
+        for element in export.elements("disqus", _TOP_LEVEL_TAGS):
             parent = element.getparent()
+            # A post's reference to its thread is a <thread> element too.
             if parent is None or parent.getparent() is not None:
                 continue
 
-            line = source_line(element)
-            if element.tag == _THREAD:
-                yield _read_thread(element, line)
-            elif element.tag == _POST:
-                yield _read_post(element, line)
+            tag = element.tag
+            if tag == _POST:
+                yield _read_post(element, source_line(element))
+            elif tag == _THREAD:
+                yield _read_thread(element, source_line(element))
 
+            # Elements outside _TOP_LEVEL_TAGS get no event, so they are released
+            # here with the next post, thread or category after them.
             element.clear()
             while element.getprevious() is not None:
                 del parent[0]
 
 
 def _read_thread(element: etree._Element, line: int) -> SourceThread | Skipped:
+    children = children_by_tag(element)
     problems: list[str] = []
     source_id = _read_id(element, "thread", problems)
-    closed = _read_flag(element, _IS_CLOSED, "isClosed", False, problems)
-    deleted = _read_flag(element, _IS_DELETED, "isDeleted", False, problems)
+    closed = _read_flag(children, _IS_CLOSED, "isClosed", False, problems)
+    deleted = _read_flag(children, _IS_DELETED, "isDeleted", False, problems)
     if problems or source_id is None:
         return Skipped(reason=" ".join(problems), line=line, source_id=source_id)
 
@@ -108,10 +119,10 @@ def _read_thread(element: etree._Element, line: int) -> SourceThread | Skipped:
     # record, because the thread is still needed to place its posts.
     return SourceThread(
         source_id=source_id,
-        identifier=optional_text(element.findtext(_ID)),
-        url=_read_text(element, _LINK),
-        title=_read_text(element, _TITLE),
-        created_at=parse_iso_datetime(element.findtext(_CREATED_AT)),
+        identifier=optional_text(child_text(children, _ID)),
+        url=_read_text(children, _LINK),
+        title=_read_text(children, _TITLE),
+        created_at=parse_iso_datetime(child_text(children, _CREATED_AT)),
         closed=closed,
         deleted=deleted,
         line=line,
@@ -119,42 +130,44 @@ def _read_thread(element: etree._Element, line: int) -> SourceThread | Skipped:
 
 
 def _read_post(element: etree._Element, line: int) -> SourcePost | Skipped:
+    children = children_by_tag(element)
     problems: list[str] = []
     source_id = _read_id(element, "post", problems)
-    thread_source_id = _read_reference(element, _THREAD, "thread", problems)
+    thread_source_id = _read_reference(children, _THREAD, "thread", problems)
     parent_source_id = None
-    if element.find(_PARENT) is not None:
-        parent_source_id = _read_reference(element, _PARENT, "parent", problems)
+    if _PARENT in children:
+        parent_source_id = _read_reference(children, _PARENT, "parent", problems)
 
-    created_at_text = element.findtext(_CREATED_AT)
+    created_at_text = child_text(children, _CREATED_AT)
     created_at = parse_iso_datetime(created_at_text)
     if created_at is None:
         problems.append(_invalid_date_problem(created_at_text))
 
-    is_deleted = _read_flag(element, _IS_DELETED, "isDeleted", False, problems)
-    is_spam = _read_flag(element, _IS_SPAM, "isSpam", False, problems)
-    is_approved = _read_flag(element, _IS_APPROVED, "isApproved", True, problems)
+    is_deleted = _read_flag(children, _IS_DELETED, "isDeleted", False, problems)
+    is_spam = _read_flag(children, _IS_SPAM, "isSpam", False, problems)
+    is_approved = _read_flag(children, _IS_APPROVED, "isApproved", True, problems)
 
-    author = element.find(_AUTHOR)
-    if author is None:
-        author = etree.Element(_AUTHOR)
-    is_anonymous = _read_flag(author, _IS_ANONYMOUS, "isAnonymous", False, problems)
+    author = children.get(_AUTHOR)
+    author_children = {} if author is None else children_by_tag(author)
+    is_anonymous = _read_flag(
+        author_children, _IS_ANONYMOUS, "isAnonymous", False, problems
+    )
 
     if problems or source_id is None or thread_source_id is None or created_at is None:
         return Skipped(reason=" ".join(problems), line=line, source_id=source_id)
 
-    username = optional_text(author.findtext(_USERNAME))
+    username = optional_text(child_text(author_children, _USERNAME))
     return SourcePost(
         source_id=source_id,
         thread_source_id=thread_source_id,
         parent_source_id=parent_source_id,
-        message=_read_text(element, _MESSAGE),
-        author_name=_read_text(author, _NAME),
-        author_email=_read_email(author),
+        message=_read_text(children, _MESSAGE),
+        author_name=_read_text(author_children, _NAME),
+        author_email=_read_email(author_children),
         author_username=username,
         author_is_guest=is_anonymous or username is None,
         author_url=None,
-        ip=normalise_ip(element.findtext(_IP_ADDRESS)),
+        ip=normalise_ip(child_text(children, _IP_ADDRESS)),
         created_at=created_at,
         state=_post_state(
             is_deleted=is_deleted, is_spam=is_spam, is_approved=is_approved
@@ -174,12 +187,12 @@ def _post_state(*, is_deleted: bool, is_spam: bool, is_approved: bool) -> PostSt
     return "approved"
 
 
-def _read_text(element: etree._Element, tag: str) -> str:
-    return (element.findtext(tag) or "").strip()
+def _read_text(children: dict[str, etree._Element], tag: str) -> str:
+    return (child_text(children, tag) or "").strip()
 
 
-def _read_email(author: etree._Element) -> str | None:
-    email = optional_text(author.findtext(_EMAIL))
+def _read_email(author_children: dict[str, etree._Element]) -> str | None:
+    email = optional_text(child_text(author_children, _EMAIL))
     if email is not None and _ANONYMISED_EMAIL.match(email):
         return None
     return email
@@ -199,10 +212,10 @@ def _read_id(element: etree._Element, kind: str, problems: list[str]) -> str | N
 
 
 def _read_reference(
-    element: etree._Element, tag: str, kind: str, problems: list[str]
+    children: dict[str, etree._Element], tag: str, kind: str, problems: list[str]
 ) -> str | None:
     """Return the dsq:id of the `tag` child that refers to another item, or None with a problem."""
-    reference = element.find(tag)
+    reference = children.get(tag)
     if reference is None:
         problems.append(f"The post has no {kind} reference.")
         return None
@@ -215,16 +228,25 @@ def _read_reference(
 
 
 def _read_flag(
-    element: etree._Element, tag: str, name: str, default: bool, problems: list[str]
+    children: dict[str, etree._Element],
+    tag: str,
+    name: str,
+    default: bool,
+    problems: list[str],
 ) -> bool:
     """Return the boolean child `tag`, or `default` when it is missing.
 
     Disqus writes ``true`` and ``false``. Any other value adds a problem, because a
     guess could publish a post that was deleted or marked as spam.
     """
-    text = element.findtext(tag)
+    text = child_text(children, tag)
     if text is None:
         return default
+    # Disqus writes the values exactly so, which skips the strip and lower below.
+    if text == "true":
+        return True
+    if text == "false":
+        return False
 
     value = text.strip().lower()
     if value == "true":

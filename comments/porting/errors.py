@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO, Literal, TypeAlias
 
@@ -66,28 +66,42 @@ class ExportFile:
         self.name = name
         self._stream, self.leading_junk = _drop_leading_junk(stream)
 
-    def elements(self, expected: ExportFormat) -> Iterator[etree._Element]:
-        """Yield every element at its end tag, in file order.
+    def elements(
+        self, expected: ExportFormat, tags: Collection[str] | None = None
+    ) -> Iterator[etree._Element]:
+        """Yield every element at its end tag in file order, or only the elements named in `tags`.
 
-        The root element is checked at the first event, so a file in the wrong format
-        fails before anything is yielded. Raises ImportFormatError for a wrong format
-        and for XML that is not well-formed. Every element that ended before a syntax
-        error is yielded before the error is raised.
+        `tags` takes qualified names and lxml's ``{*}name`` wildcard. With `tags`, lxml
+        creates no Python object for the other elements, which makes parsing faster.
+
+        The root element is checked before the first element is yielded, so a file in
+        the wrong format fails before anything is yielded. Raises ImportFormatError for
+        a wrong format and for XML that is not well-formed. Every element that ended
+        before a syntax error is yielded before the error is raised.
         """
+        stream = self._stream
+        root_checked = False
+        if tags is not None:
+            stream, root_checked = self._check_root_ahead(expected)
+            if not root_checked:
+                # The root start tag was not found in the first bytes, so every element
+                # gets an event and the first one checks the root, as without `tags`.
+                tags = None
+
         # Entities stay unresolved and the network stays off, so an export file cannot
         # expand entities without bound or make the parser fetch anything.
         parser = etree.XMLPullParser(
             events=("end",),
+            tag=tags,
             remove_comments=True,
             remove_pis=True,
             resolve_entities=False,
             no_network=True,
         )
-        root_checked = False
         while True:
             # A pull parser rather than etree.iterparse, because iterparse drops the
             # events of the chunk that contains a syntax error.
-            chunk = self._stream.read(_READ_CHUNK_BYTES)
+            chunk = stream.read(_READ_CHUNK_BYTES)
             error: etree.XMLSyntaxError | None = None
             try:
                 if chunk:
@@ -112,6 +126,30 @@ class ExportFile:
                 raise syntax_error(error, self.name) from error
             if not chunk:
                 return
+
+    def _check_root_ahead(self, expected: ExportFormat) -> tuple[BinaryIO, bool]:
+        """Check the root element from the first bytes of the file, before the main parse.
+
+        Returns a stream that starts again at the first byte, and whether the root was
+        found and checked. It is not found when the file is not well-formed before the
+        root start tag, or when that tag lies beyond the first 1 MiB, and then the main
+        parse reports the problem or checks the root itself.
+        """
+        head: list[bytes] = []
+        root: tuple[str, dict[str | None, str], int | None] | None = None
+        try:
+            recording = _as_binary_io(_RecordingStream(self._stream, head))
+            root = _read_root_element(recording, self.name)
+        except ImportFormatError:
+            pass
+
+        stream = _as_binary_io(_PrefixedStream(b"".join(head), self._stream))
+        if root is None:
+            return stream, False
+
+        tag, nsmap, line = root
+        check_root(tag, nsmap, line, expected, self.name)
+        return stream, True
 
 
 @contextmanager
@@ -247,6 +285,19 @@ class _PrefixedStream:
         return data
 
 
+class _RecordingStream:
+    """A binary stream that reads from `source` and appends every chunk it returns to `chunks`."""
+
+    def __init__(self, source: BinaryIO, chunks: list[bytes]) -> None:
+        self._source = source
+        self._chunks = chunks
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        self._chunks.append(data)
+        return data
+
+
 def _drop_leading_junk(stream: BinaryIO) -> tuple[BinaryIO, Skipped | None]:
     """Drop stray bytes before the first ``<`` and report them as a Skipped record.
 
@@ -290,8 +341,8 @@ def _drop_leading_junk(stream: BinaryIO) -> tuple[BinaryIO, Skipped | None]:
     return _as_binary_io(_PrefixedStream(cleaned, stream)), notice
 
 
-def _as_binary_io(stream: _PrefixedStream) -> BinaryIO:
-    # lxml only calls read() on the stream, which _PrefixedStream provides.
+def _as_binary_io(stream: _PrefixedStream | _RecordingStream) -> BinaryIO:
+    # The readers of these streams call only read(), which both classes provide.
     return stream  # type: ignore[return-value]
 
 

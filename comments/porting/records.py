@@ -22,6 +22,14 @@ _XML_INVALID_CHARACTERS = re.compile(
     "[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 )
 
+# A dotted-quad IPv4 address in the form that str(ipaddress.IPv4Address) returns:
+# four decimal octets from 0 to 255 without leading zeros. ipaddress accepts every
+# such string and returns it unchanged, so normalise_ip can return it without parsing.
+_CANONICAL_IPV4 = re.compile(
+    r"(?:(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}"
+    r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+)
+
 PostState: TypeAlias = Literal["approved", "pending", "spam", "deleted"]
 PostKind: TypeAlias = Literal["comment", "pingback", "trackback"]
 
@@ -85,6 +93,24 @@ class Skipped:
 SourceRecord: TypeAlias = SourceThread | SourcePost | Skipped
 
 
+def children_by_tag(element: etree._Element) -> dict[str, etree._Element]:
+    """Return the child elements of `element` by tag, keeping the first child of each tag as find() does.
+
+    One pass over the children replaces one find() or findtext() per field, each of
+    which walks the children again through lxml's path matching.
+    """
+    # Reversed, so that an earlier child of the same tag overwrites a later one.
+    return {child.tag: child for child in reversed(element)}
+
+
+def child_text(children: dict[str, etree._Element], tag: str) -> str | None:
+    """Return the text of the `tag` child as findtext() does: None when missing, "" when empty."""
+    child = children.get(tag)
+    if child is None:
+        return None
+    return child.text or ""
+
+
 def optional_text(value: str | None) -> str | None:
     """Strip `value` and return None when nothing is left."""
     if value is None:
@@ -101,6 +127,8 @@ def normalise_ip(value: str | None) -> str | None:
     text = optional_text(value)
     if text is None:
         return None
+    if _CANONICAL_IPV4.fullmatch(text):
+        return text
 
     try:
         address = ipaddress.ip_address(text)

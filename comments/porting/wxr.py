@@ -29,6 +29,8 @@ from comments.porting.records import (
     SourceRecord,
     SourceThread,
     XmlWriter,
+    child_text,
+    children_by_tag,
     format_utc,
     is_decimal_id,
     normalise_ip,
@@ -41,6 +43,11 @@ WXR_1_2_NAMESPACE = "http://wordpress.org/export/1.2/"
 DISQUS_IMPORT_NAMESPACE = "http://www.disqus.com/"
 
 _THREAD_IDENTIFIER = f"{{{DISQUS_IMPORT_NAMESPACE}}}thread_identifier"
+
+# The elements that parse_wxr gets an event for: items and comments. The namespace of
+# wp:comment is known only from the root element, so any namespace matches here, and
+# parse_wxr compares the full tag.
+_EVENT_TAGS = ("item", "{*}comment")
 
 _COMMENT_STATES: dict[str, PostState] = {
     "1": "approved",
@@ -85,7 +92,7 @@ def parse_wxr(source: ExportSource) -> Iterator[SourceRecord]:
 
         item: _ItemReader | None = None
         names: _WpNames | None = None
-        for element in export.elements("wxr"):
+        for element in export.elements("wxr", _EVENT_TAGS):
             if names is None:
                 names = _WpNames.for_root(element.getroottree().getroot())
 
@@ -98,6 +105,8 @@ def parse_wxr(source: ExportSource) -> Iterator[SourceRecord]:
                     item = _ItemReader(parent, names)
                 yield from item.add_comment(element)
             elif parent.tag == "channel":
+                # Other children of the channel get no event, so they are released
+                # here with the next item after them.
                 if element.tag == "item":
                     if item is None or item.element is not element:
                         item = _ItemReader(element, names)
@@ -192,18 +201,19 @@ def _thread_source_id(item: etree._Element, names: _WpNames) -> str | None:
 def _read_thread(
     item: etree._Element, source_id: str, names: _WpNames, line: int
 ) -> SourceThread:
-    created_at = parse_iso_datetime(item.findtext(names("post_date_gmt")))
+    children = children_by_tag(item)
+    created_at = parse_iso_datetime(child_text(children, names("post_date_gmt")))
     if created_at is None:
-        created_at = parse_iso_datetime(item.findtext(names("post_date")))
+        created_at = parse_iso_datetime(child_text(children, names("post_date")))
 
     return SourceThread(
         source_id=source_id,
-        identifier=optional_text(item.findtext(_THREAD_IDENTIFIER)),
-        url=_read_text(item, "link"),
-        title=_read_text(item, "title"),
+        identifier=optional_text(child_text(children, _THREAD_IDENTIFIER)),
+        url=_read_text(children, "link"),
+        title=_read_text(children, "title"),
         created_at=created_at,
-        closed=_read_text(item, names("comment_status")) == "closed",
-        deleted=_read_text(item, names("status")) == "trash",
+        closed=_read_text(children, names("comment_status")) == "closed",
+        deleted=_read_text(children, names("status")) == "trash",
         line=line,
     )
 
@@ -212,16 +222,17 @@ def _read_comment(
     comment: etree._Element, thread_source_id: str, names: _WpNames
 ) -> SourcePost | Skipped:
     line = source_line(comment)
+    children = children_by_tag(comment)
     problems: list[str] = []
 
-    comment_id = _read_text(comment, names("comment_id"))
+    comment_id = _read_text(children, names("comment_id"))
     source_id = f"{thread_source_id}:{comment_id}" if comment_id else None
     if not comment_id:
         problems.append("The comment has no wp:comment_id.")
     elif not is_decimal_id(comment_id):
         problems.append(f"The wp:comment_id {comment_id!r} is not a decimal number.")
 
-    parent_id = _read_text(comment, names("comment_parent"))
+    parent_id = _read_text(children, names("comment_parent"))
     parent_source_id = None
     if parent_id not in ("", "0"):
         parent_source_id = f"{thread_source_id}:{parent_id}"
@@ -230,16 +241,16 @@ def _read_comment(
                 f"The wp:comment_parent {parent_id!r} is not a decimal number."
             )
 
-    created_at = _read_comment_date(comment, names, problems)
+    created_at = _read_comment_date(children, names, problems)
 
-    approved = _read_text(comment, names("comment_approved")).lower()
+    approved = _read_text(children, names("comment_approved")).lower()
     state = _COMMENT_STATES.get(approved)
     if state is None:
         problems.append(
             f"The wp:comment_approved value {approved!r} is not 1, 0, spam or trash."
         )
 
-    comment_type = _read_text(comment, names("comment_type")).lower()
+    comment_type = _read_text(children, names("comment_type")).lower()
     kind = _COMMENT_KINDS.get(comment_type)
     if comment_type == "note":
         problems.append(
@@ -260,18 +271,20 @@ def _read_comment(
     ):
         return Skipped(reason=" ".join(problems), line=line, source_id=source_id)
 
-    user_id = _read_text(comment, names("comment_user_id"))
+    user_id = _read_text(children, names("comment_user_id"))
     return SourcePost(
         source_id=source_id,
         thread_source_id=thread_source_id,
         parent_source_id=parent_source_id,
-        message=_read_text(comment, names("comment_content")),
-        author_name=_read_text(comment, names("comment_author")),
-        author_email=optional_text(comment.findtext(names("comment_author_email"))),
+        message=_read_text(children, names("comment_content")),
+        author_name=_read_text(children, names("comment_author")),
+        author_email=optional_text(
+            child_text(children, names("comment_author_email"))
+        ),
         author_username=None,
         author_is_guest=user_id in ("", "0"),
-        author_url=optional_text(comment.findtext(names("comment_author_url"))),
-        ip=normalise_ip(comment.findtext(names("comment_author_IP"))),
+        author_url=optional_text(child_text(children, names("comment_author_url"))),
+        ip=normalise_ip(child_text(children, names("comment_author_IP"))),
         created_at=created_at,
         state=state,
         kind=kind,
@@ -280,19 +293,19 @@ def _read_comment(
 
 
 def _read_comment_date(
-    comment: etree._Element, names: _WpNames, problems: list[str]
+    children: dict[str, etree._Element], names: _WpNames, problems: list[str]
 ) -> datetime | None:
     """Return comment_date_gmt, else comment_date taken as UTC, else None with a problem.
 
     A zero GMT date such as ``0000-00-00 00:00:00`` fails to parse, so it falls back
     to the local date too.
     """
-    gmt_text = comment.findtext(names("comment_date_gmt"))
+    gmt_text = child_text(children, names("comment_date_gmt"))
     created_at = parse_iso_datetime(gmt_text)
     if created_at is not None:
         return created_at
 
-    local_text = comment.findtext(names("comment_date"))
+    local_text = child_text(children, names("comment_date"))
     created_at = parse_iso_datetime(local_text)
     if created_at is not None:
         return created_at
@@ -308,8 +321,8 @@ def _describe_value(text: str | None) -> str:
     return "missing" if text is None else repr(text.strip())
 
 
-def _read_text(element: etree._Element, tag: str) -> str:
-    return (element.findtext(tag) or "").strip()
+def _read_text(children: dict[str, etree._Element], tag: str) -> str:
+    return (child_text(children, tag) or "").strip()
 
 
 def write_wxr(

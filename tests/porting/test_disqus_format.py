@@ -7,6 +7,8 @@ author names were replaced. Each corpus test names the quirk that the file shows
 from __future__ import annotations
 
 import io
+import ipaddress
+import itertools
 import os
 import sys
 import tempfile
@@ -27,6 +29,7 @@ from comments.porting import (
     parse_disqus,
     write_disqus,
 )
+from comments.porting.records import normalise_ip
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MALFORMED = FIXTURES / "disqus-malformed-deleted-thread.xml"
@@ -529,6 +532,56 @@ class DisqusItemRuleTests(SynchronousTestCase):
         self.assertEqual(posts["101"].ip, "2001:db8::1")
         self.assertIsNone(posts["102"].ip)
 
+    def test_ip_addresses_as_ipaddress_formats_them(self) -> None:
+        """Every address comes out as str(ipaddress.ip_address()) gives it, or None when invalid."""
+        octets = ["0", "00", "01", "7", "09", "10", "99", "100", "199", "200", "249", "250", "255", "256", "300",
+                  "1000", "", " 1", "+1", "\N{ARABIC-INDIC DIGIT ONE}"]
+        values = [".".join((octet, "2", "0", "1")) for octet in octets]
+        values += [".".join(("192", "0", "2", octet)) for octet in octets]
+        values += [".".join(("10", octet, octet, "1")) for octet in octets]
+        values += ["1.2.3", "1.2.3.4.5", "1..2.3", " 10.0.0.1 ", "10.0.0.1\n", "::1", "::ffff:10.0.0.1",
+                   "2001:DB8::1", "fe80::1%eth0", "0x1.2.3.4", "1.2.3.4/32"]
+
+        for value in values:
+            expected: str | None
+            try:
+                address = ipaddress.ip_address(value.strip())
+            except ValueError:
+                expected = None
+            else:
+                mapped = getattr(address, "ipv4_mapped", None)
+                expected = str(mapped if mapped is not None else address)
+            self.assertEqual(normalise_ip(value), expected, repr(value))
+
+    def test_every_dotted_quad_octet(self) -> None:
+        """Each octet from 0 to 999, with and without leading zeros, is accepted exactly when ipaddress accepts it."""
+        for number, width in itertools.product(range(1000), (1, 2, 3)):
+            octet = str(number).zfill(width)
+            value = f"10.{octet}.0.1"
+            try:
+                expected: str | None = str(ipaddress.IPv4Address(value))
+            except ValueError:
+                expected = None
+            self.assertEqual(normalise_ip(value), expected, value)
+
+    def test_repeated_child_first_wins(self) -> None:
+        """When a post repeats a field, the first one counts, as findtext() would read it."""
+        post_xml = _post_element(fields="<isSpam>false</isSpam><isSpam>true</isSpam>").replace(
+            "<message>Hello</message>", "<message>First</message><message>Second</message>"
+        ).replace("<name>Commenter</name>", "<name>Kim</name><name>Lee</name>")
+        post = _posts(_parse_bytes(_document(post_xml)))["100"]
+
+        self.assertEqual(post.message, "First")
+        self.assertEqual(post.author_name, "Kim")
+        self.assertEqual(post.state, "approved")
+
+    def test_empty_flag_element_invalid(self) -> None:
+        """An empty flag element is present but neither true nor false, so the post is skipped."""
+        skipped = _parse_bytes(_document(_post_element(fields="<isDeleted/>")))[0]
+
+        assert isinstance(skipped, Skipped)
+        self.assertEqual(skipped.reason, "The isDeleted value '' is neither true nor false.")
+
     def test_percent_encoded_links_kept(self) -> None:
         """Percent-encoded and double-encoded links and identifiers are not decoded."""
         records = _parse_bytes(
@@ -612,6 +665,35 @@ class FileCheckTests(SynchronousTestCase):
         )
         # libxml2 gives the line where the start tag ends, and <rss> spans lines 2 to 5.
         self.assertEqual(caught.exception.line, 5)
+
+    def test_root_after_long_prolog(self) -> None:
+        """A root element after more than 1 MiB of comments is still checked and parsed."""
+        prolog = b"<!--" + b" " * (1024 * 1024 + 10) + b"-->\n"
+        data = _document('<thread dsq:id="10"><id>a</id></thread>')
+        declaration, rest = data.split(b"\n", 1)
+        records = _parse_bytes(declaration + b"\n" + prolog + rest)
+
+        # The comment adds one line before the root.
+        self.assertEqual(_threads(records)["10"].line, 4)
+
+    def test_wxr_after_long_prolog_rejected(self) -> None:
+        """A WXR file whose root comes after more than 1 MiB is still named as WXR."""
+        data = (FIXTURES / "wxr-isso-tests.xml").read_bytes()
+        declaration, rest = data.split(b"\n", 1)
+        padded = declaration + b"\n<!--" + b" " * (1024 * 1024 + 10) + b"-->" + rest
+
+        with self.assertRaises(ImportFormatError) as caught:
+            _parse_bytes(padded)
+
+        self.assertIn("is a WordPress export (WXR), not a Disqus export", str(caught.exception))
+
+    def test_syntax_error_before_root(self) -> None:
+        """A syntax error before the root element raises with its position."""
+        with self.assertRaises(ImportFormatError) as caught:
+            _parse_bytes(b'<?xml version="1.0"?>\n<!DOCTYPE disqus [<!ENTITY x>]>\n<disqus/>')
+
+        self.assertEqual(caught.exception.line, 2)
+        self.assertIn("not well-formed XML at line 2", str(caught.exception))
 
     def test_other_root_rejected(self) -> None:
         """A root element outside the Disqus namespace is rejected before any record."""

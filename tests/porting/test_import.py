@@ -9,6 +9,8 @@ from __future__ import annotations
 import io
 import itertools
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,9 +20,10 @@ from twisted.trial.unittest import SynchronousTestCase
 from comments.cli import main
 from comments.db.admin import ForumRecord, load_shard_map
 from comments.db.migrations import blocking_connection
-from comments.porting import detect_format
+from comments.porting import detect_format, import_rows, import_sql, importer
 from comments.porting.commands import CommandError, ProgressReporter, import_file, run_import
 from comments.porting.importer import ImportSummary, IssueGroup
+from comments.render import sanitize_html
 from tests.support import make_forum, reset_data, test_database
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -356,6 +359,184 @@ class IdempotenceTests(ShardTestCase):
         self.assertEqual(posts["disqus:101"]["thread_id"], posts["disqus:111"]["thread_id"])
         self.assertEqual(len(self.threads_by_source()), 2)
 
+
+# Posts and threads in the order that makes segment boundaries matter: threads after
+# their posts, replies before their parents and across segments, loops, repeated ids,
+# threads merged across segments, and a thread dated by a post that comes later.
+SEGMENT_CASE = disqus_document(
+    disqus_post("100", "10", created_at="2020-01-03T00:00:00Z"),
+    disqus_post("101", "10", parent="100", username="alex", name="Alex First"),
+    disqus_post("102", "20", parent="103"),
+    disqus_thread("20", "page-2"),
+    disqus_post("103", "20", username="sam", name="Sam"),
+    disqus_thread("10", "page-1"),
+    disqus_post("104", "20", parent="105"),
+    disqus_post("105", "20", parent="104"),
+    disqus_post("106", "20", parent="404"),
+    disqus_post("107", "20", parent="100"),
+    disqus_post("103", "20", message="<p>A second copy</p>"),
+    disqus_thread("20", "page-2-copy"),
+    disqus_thread("30", "page-1"),
+    disqus_post("301", "30", parent="101", username="alex", name="Alex Later"),
+    '<thread dsq:id="40"><id>page-4</id><link>https://example.org/4</link><title>Undated</title></thread>',
+    disqus_post("401", "40", created_at="2020-03-01T00:00:00Z"),
+    disqus_post("402", "40", parent="401", created_at="2020-02-01T00:00:00Z"),
+    disqus_post("405", "40", created_at="2020-04-01T00:00:00Z"),
+    disqus_thread("50", link="https://example.org/five/"),
+    disqus_post("501", "50"),
+    disqus_thread("51", link="https://EXAMPLE.org/five"),
+    disqus_post("511", "51", parent="501"),
+    disqus_post("512", "51"),
+    disqus_post("203", "20", parent="501"),
+    disqus_post("110", "10", parent="101", flags="<isDeleted>true</isDeleted>"),
+    disqus_post("111", "10", parent="110", username="kim"),
+    disqus_post("112", "10", parent="111", flags="<isSpam>true</isSpam>"),
+    disqus_post("901", "90"),
+    disqus_post("113", "10", parent="112"),
+)
+
+# A newer export of the same forum: known posts, replies to stored posts, a thread that
+# only the earlier import stored, and a repeated post.
+SEGMENT_CASE_NEWER = disqus_document(
+    disqus_post("113", "10", parent="112"),
+    disqus_post("114", "10", parent="113"),
+    disqus_post("403", "40", parent="402"),
+    disqus_thread("10", "page-1"),
+    disqus_post("115", "10", parent="114", username="new"),
+    disqus_post("116", "10", parent="999"),
+    disqus_post("114", "10"),
+    disqus_thread("60", "page-6"),
+    disqus_post("601", "60", parent="113"),
+)
+
+SEGMENT_CASE_WXR = wxr_document(
+    "<item><title>Post</title><link>https://example.org/post/</link>"
+    + wxr_comment("1")
+    + wxr_comment("3", comment_parent="2")
+    + "<wp:post_id>7</wp:post_id>"
+    + wxr_comment("2", comment_type="pingback", comment_parent="1")
+    + wxr_comment("4", comment_type="trackback", comment_approved="spam")
+    + "</item>"
+    + "<item><title>Page</title><link>https://example.org/page/</link><wp:post_id>8</wp:post_id>"
+    + wxr_comment("1", comment_parent="5")
+    + wxr_comment("5", comment_user_id="3")
+    + "</item>"
+)
+
+
+@contextmanager
+def segments_of(posts: int | None) -> Iterator[None]:
+    """Cut imports into segments of `posts` posts and batches of one post, or leave the defaults for None."""
+    saved = (importer._SEGMENT_POSTS, import_rows.BATCH_POSTS)
+    if posts is not None:
+        importer._SEGMENT_POSTS, import_rows.BATCH_POSTS = posts, 1
+    try:
+        yield
+    finally:
+        importer._SEGMENT_POSTS, import_rows.BATCH_POSTS = saved
+
+
+class SegmentTests(ShardTestCase):
+    """Imports cut into many small segments store what one segment stores."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the forum's threads, posts and accounts without their generated ids."""
+        posts = self.shard_rows(
+            """SELECT p.source_id, t.source_id, t.identifier, parent.source_id, root.source_id, p.depth, p.state,
+                      p.kind, p.raw, p.html, p.author_name, p.author_email, p.author_url, p.author_user_id IS NULL,
+                      host(p.ip), p.created_at
+               FROM {schema}.posts p
+               JOIN {schema}.threads t ON t.id = p.thread_id
+               LEFT JOIN {schema}.posts parent ON parent.id = p.parent_id
+               JOIN {schema}.posts root ON root.id = p.root_id
+               ORDER BY p.source_id"""
+        )
+        # A thread dated by now() gets the time of its own transaction, so that date is left out.
+        threads = self.shard_rows(
+            """SELECT source_id, identifier, url, url_key, title,
+                      CASE WHEN created_at < '2025-01-01' THEN created_at END, closed, deleted, posts, version
+               FROM {schema}.threads ORDER BY source_id NULLS FIRST"""
+        )
+        assert self.database.users
+        with blocking_connection(self.database.users) as users, users.cursor() as cursor:
+            cursor.execute("SELECT username, display_name, email FROM users.accounts ORDER BY username")
+            accounts = cursor.fetchall()
+        return {"posts": posts, "threads": threads, "accounts": accounts}
+
+    def import_sequence(self, texts: list[str], segment_posts: int | None) -> list[Any]:
+        """Import `texts` one after another into a fresh forum and return each summary and the end state."""
+        reset_data(self.database)
+        self.forum = make_forum(self.database, "site")
+        # A thread that readers started before the import, which the file's page-1 matches.
+        self.shard_rows(
+            "INSERT INTO {schema}.threads (forum_id, identifier, url, url_key, title)"
+            " VALUES (%s, 'page-1', 'https://example.org/live', 'https://example.org/live', 'Live')",
+            (self.forum.id,),
+        )
+        results: list[Any] = []
+        with segments_of(segment_posts):
+            for text in texts:
+                results.append(self.import_text(text))
+        results.append(self.snapshot())
+        return results
+
+    def assert_same_as_one_segment(self, texts: list[str]) -> None:
+        expected = self.import_sequence(texts, None)
+        for segment_posts in (1, 2, 3):
+            actual = self.import_sequence(texts, segment_posts)
+            for step, (want, got) in enumerate(zip(expected, actual, strict=True)):
+                self.assertEqual(got, want, f"segments of {segment_posts} posts, step {step}")
+
+    def test_out_of_order_disqus_export(self) -> None:
+        """Late threads and parents, loops, repeats and merges come out as with one segment."""
+        self.assert_same_as_one_segment([SEGMENT_CASE])
+
+    def test_second_and_newer_export(self) -> None:
+        """A second import and a newer overlapping export come out as with one segment."""
+        self.assert_same_as_one_segment([SEGMENT_CASE, SEGMENT_CASE, SEGMENT_CASE_NEWER])
+
+    def test_wxr_export(self) -> None:
+        """WXR comments before their post id, pingbacks and late parents come out as with one segment."""
+        self.assert_same_as_one_segment([SEGMENT_CASE_WXR, SEGMENT_CASE_WXR])
+
+    def test_corpus(self) -> None:
+        """Every fixture comes out as with one segment."""
+        for path in sorted(FIXTURES.glob("*.xml")):
+            if path != MALFORMED:
+                self.assert_same_as_one_segment([path.read_text(encoding="utf-8")])
+
+    def test_syntax_error_after_segments_commits_nothing(self) -> None:
+        """A syntax error after segments that inserted posts and linked accounts rolls all of them back."""
+        text = disqus_document(
+            disqus_thread("10"), *(disqus_post(str(100 + i), "10", username=f"user{i}") for i in range(5))
+        )
+        path = self.write_file("broken.xml", text.replace("</disqus>", "<post>\n</disqus>"))
+
+        for parse_in_worker in (False, True):
+            with segments_of(1), self.assertRaises(CommandError) as raised:
+                self.import_path(path, parse_in_worker=parse_in_worker)
+
+            self.assertIn("not well-formed XML at line", str(raised.exception))
+            self.assertEqual(self.count_rows(), (0, 0, 0))
+
+    def test_settled_posts_inserted_early(self) -> None:
+        """Segments before the last insert the posts whose thread and parent are already stored."""
+        placed: list[int] = []
+        place_posts = import_sql._place_posts
+
+        def counting_place_posts(cursor: Any, **arguments: Any) -> tuple[int, int]:
+            inserted = place_posts(cursor, **arguments)
+            placed.append(inserted[0])
+            return inserted
+
+        self.patch(import_sql, "_place_posts", counting_place_posts)
+        with segments_of(1):
+            summary = self.import_text(SEGMENT_CASE)
+
+        # Posts 103, 401, 402, 405, 501, 511 and 512. The others wait for a later thread
+        # or parent, repeat an id, or are in the last segment.
+        self.assertEqual(sum(placed), 7)
+        self.assertEqual(summary.posts_created, 20)
 
 class FileErrorTests(ShardTestCase):
     """Files that are not valid exports commit nothing and explain why."""
@@ -758,6 +939,36 @@ class CommandLineTests(ShardTestCase):
         self.assertEqual(status, 1)
         self.assertIn("line 147, column 24", err.getvalue())
         self.assertEqual(self.count_rows(), (0, 0, 0))
+
+
+class SanitizeMessageTests(SynchronousTestCase):
+    """The shortcut for plain-text messages returns what sanitize_html returns."""
+
+    def test_every_code_point(self) -> None:
+        """Each code point between two letters, the surrogates excepted, gives sanitize_html's result."""
+        for code_point in itertools.chain(range(0xD800), range(0xE000, 0x110000, 7), (0xFFFE, 0xFFFF, 0x10FFFF)):
+            text = f"a{chr(code_point)}b"
+            self.assertEqual(import_rows.sanitize_message(text), sanitize_html(text), hex(code_point))
+
+    def test_plain_text_comments(self) -> None:
+        """Plain comments as WordPress stores them, links and line breaks included, give sanitize_html's result."""
+        texts = [
+            "",
+            " ",
+            "Thanks!\n\nSecond paragraph.\n",
+            "Windows line ends\r\nhere",
+            "See https://example.org/a?b=1&c=2 or www.example.org",
+            "mail me at reader@example.org",
+            "5 > 3 and 2 < 4",
+            "AT&amp;T &copy; &#169;",
+            "Café 日本語 🎉 \u00a0non-breaking",
+            "  leading and trailing  ",
+            "\ttabbed\x0bvertical\x0cform feed",
+            "quotes \" and ' and `backticks`",
+            "[...] a pingback excerpt [...]",
+        ]
+        for text in texts:
+            self.assertEqual(import_rows.sanitize_message(text), sanitize_html(text), repr(text))
 
 
 class ProgressTests(SynchronousTestCase):
