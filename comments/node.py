@@ -46,7 +46,7 @@ DEMO_FORUM = "demo"
 
 
 class StartupError(Exception):
-    """The node cannot start; the message says why and what to do."""
+    """The node cannot start; the message gives the reason and what to do."""
 
 
 class _DiscardedBody:
@@ -73,7 +73,7 @@ class _TrackedRequest(server.Request):
     A request that counts itself in its node's in-flight total until it finishes.
 
     A body whose Content-Length is over ``posts.max_body_bytes`` is not buffered; the API
-    answers 413 from the header. NOTE: a chunked body without Content-Length is still
+    returns 413 from the header. NOTE: a chunked body without Content-Length is still
     buffered in full (Twisted spills it to a temporary file) before the limit applies.
     """
 
