@@ -33,8 +33,8 @@ from typing import Any
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-import psycopg2  # noqa: E402
 
+from bench.common import log, recreate_databases  # noqa: E402
 from comments.config import DatabaseConfig  # noqa: E402
 from comments.db.admin import create_forum, migrate_cluster  # noqa: E402
 from comments.db.migrations import blocking_connection  # noqa: E402
@@ -43,18 +43,9 @@ DATABASE = "comments_import_bench"
 LOGICAL_SHARDS = 4
 
 
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
 def prepare_cluster(server: str) -> DatabaseConfig:
     """Create the benchmark database with meta, users and every shard schema in it."""
-    admin = psycopg2.connect(f"{server} dbname=postgres")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        cursor.execute(f"CREATE DATABASE {DATABASE}")
-    admin.close()
+    recreate_databases(server, (DATABASE,))
     dsn = f"{server} dbname={DATABASE}"
     database = DatabaseConfig(meta=dsn, users=dsn, shards=(dsn,), logical_shards=LOGICAL_SHARDS)
     migrate_cluster(database, report=lambda line: None)

@@ -27,8 +27,8 @@ from typing import Any
 REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
-import psycopg2  # noqa: E402
 
+from bench.common import log, recreate_databases  # noqa: E402
 from comments.config import DatabaseConfig  # noqa: E402
 from comments.db.admin import create_forum, migrate_cluster  # noqa: E402
 from comments.db.migrations import blocking_connection  # noqa: E402
@@ -37,18 +37,8 @@ from tests.support import free_port  # noqa: E402
 DATABASES = ("comments_bench_a", "comments_bench_b")
 
 
-def log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
-
-
 def prepare_cluster(server: str) -> DatabaseConfig:
-    admin = psycopg2.connect(f"{server} dbname=postgres")
-    admin.autocommit = True
-    with admin.cursor() as cursor:
-        for name in DATABASES:
-            cursor.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-            cursor.execute(f"CREATE DATABASE {name}")
-    admin.close()
+    recreate_databases(server, DATABASES)
     first, second = (f"{server} dbname={name}" for name in DATABASES)
     database = DatabaseConfig(meta=first, users=second, shards=(first, second), logical_shards=16)
     migrate_cluster(database, report=lambda line: None)
