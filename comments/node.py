@@ -18,8 +18,8 @@ from urllib.parse import unquote_to_bytes
 import orjson
 import psycopg2
 from twisted.application import service
-from twisted.internet import defer, endpoints
-from twisted.internet.interfaces import IListeningPort, IReactorTime
+from twisted.internet import defer, endpoints, task
+from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 from twisted.web import server
 from twisted.web.iweb import IRequest
@@ -95,7 +95,7 @@ class _TrackedRequest(server.Request):
         try:
             unquote_to_bytes(self.path).decode("utf-8")
         except UnicodeDecodeError:
-            # Klein would answer in plain text and log a traceback for every such request.
+            # Klein would respond in plain text and log a traceback for every such request.
             _reject_path(self)
             return
         super().process()  # type: ignore[no-untyped-call]  # twisted.web.server is untyped
@@ -253,12 +253,12 @@ class NodeService(service.Service):
         if self.api is not None:
             self.api.draining = True
             if self.config.drain_seconds:
-                await _sleep(self.reactor, self.config.drain_seconds)
+                await task.deferLater(self.reactor, self.config.drain_seconds, lambda: None)
         if self.port is not None:
             await defer.maybeDeferred(self.port.stopListening)
         waited = 0.0
         while self.api is not None and self.api.in_flight and waited < 30.0:
-            await _sleep(self.reactor, 0.1)
+            await task.deferLater(self.reactor, 0.1, lambda: None)
             waited += 0.1
         if self.api is not None and self.api.in_flight:
             self.log.warn("stopping with {count} requests still in flight", count=self.api.in_flight)
@@ -270,10 +270,6 @@ class NodeService(service.Service):
         self.log.info("stopped")
 
 
-def _sleep(reactor: IReactorTime, seconds: float) -> defer.Deferred[None]:
-    sleeper: defer.Deferred[None] = defer.Deferred()
-    reactor.callLater(seconds, sleeper.callback, None)
-    return sleeper
 
 
 def _exit_failed() -> None:

@@ -57,7 +57,9 @@ class APITestCase(ClusterTestCase):
     async def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
                       headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
         """Send one request; return the status, the decoded JSON body (or None) and the headers."""
-        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        data = raw
+        if data is None and body is not None:
+            data = json.dumps(body).encode()
         response = await treq.request(method, f"{self.base_url}{path}", data=data, headers=headers or {},
                                       pool=self.http_pool)
         content = await response.content()

@@ -4,7 +4,7 @@ Shared test fixtures: a real two-database test cluster with eight logical shards
 ``COMMENTS_TEST_PG`` names a PostgreSQL server (default: 127.0.0.1:5432 as postgres, as on
 CI). When it does not respond, the tests start the embedded server once per process. Meta
 and users live in different databases and the shards alternate between them, so a query
-that forgets its shard, or joins across partitions, fails.
+that omits its shard, or joins across partitions, fails.
 """
 
 from __future__ import annotations

@@ -627,7 +627,7 @@ class HostileInputTests(APITestCase):
             self.assertEqual(body["error"]["field"], "value")
 
     async def test_second_delete_says_deleted(self) -> None:
-        """Deleting a deleted post says it is already deleted."""
+        """Deleting a deleted post reports it as already deleted."""
         thread = await self.thread()
         created = await self.post(thread["id"])
         headers = {"X-Edit-Token": created["edit_token"]}

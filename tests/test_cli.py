@@ -37,7 +37,7 @@ class CommandTests(unittest.TestCase):
         self.config = _config_file()
 
     def test_migrate_reports_up_to_date(self) -> None:
-        """On a migrated cluster, migrate applies nothing and says so."""
+        """On a migrated cluster, migrate applies nothing and reports that."""
         status, out, _ = _run("--config", self.config, "migrate")
         self.assertEqual(status, 0)
         self.assertIn("everything is up to date", out)

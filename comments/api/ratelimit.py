@@ -14,7 +14,7 @@ class RateLimiter:
     Allows each key ``capacity`` actions at once, refilled at ``capacity / per_seconds`` per second.
 
     NOTE: each node counts on its own, so a cluster of N web nodes lets a client through up
-    to N times as often; a shared counter needs the Redis tier.
+    to N times as often. A shared counter needs the Redis tier.
     """
 
     def __init__(self, clock: IReactorTime, *, capacity: int, per_seconds: float, max_keys: int = 100_000) -> None:

@@ -73,7 +73,7 @@ def read_json_body(request: IRequest, max_bytes: int) -> dict[str, Any]:
                        "send a flat JSON object") from None
     except ValueError as error:
         # Python refuses to convert integers of more than 4,300 digits.
-        raise APIError(400, "invalid_json", f"the request body holds an unusable number: {error}") from None
+        raise APIError(400, "invalid_json", f"the request body contains an invalid number: {error}") from None
     if not isinstance(document, dict):
         raise APIError(400, "invalid_json", f"the request body must be a JSON object, not {type(document).__name__}")
     return document

@@ -161,7 +161,7 @@ def create_forum(
     origins: list[str] | None = None,
     settings: dict[str, Any] | None = None,
 ) -> ForumRecord:
-    """Create a forum on the logical shard that holds the fewest forums."""
+    """Create a forum on the logical shard that has the fewest forums."""
     origins = [origin.rstrip("/") for origin in origins or []]
     problems = validate_forum_fields(shortname, url, origins)
     if problems:

@@ -81,5 +81,5 @@ class Cluster:
             raise UnknownShard(f"logical shard {number} is not in the shard map") from None
 
     def shard_for_id(self, item_id: int) -> Shard:
-        """Return the logical shard that holds the thread or post ``item_id``."""
+        """Return the logical shard that contains the thread or post ``item_id``."""
         return self.shard(shard_of(item_id))

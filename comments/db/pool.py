@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import psycopg2
 import psycopg2.errors
-from twisted.internet import defer
+from twisted.internet import defer, task
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -330,7 +330,7 @@ class Pool:
                     name=name, label=self.label, code=error.pgcode, attempt=attempt,
                     limit=_MAX_TRANSACTION_ATTEMPTS, delay=delay,
                 )
-                await _sleep(self._reactor, delay)
+                await task.deferLater(self._reactor, delay, lambda: None)
         raise AssertionError("unreachable")
 
     async def _run_once(self, name: str, body: Callable[[Cursor], Awaitable[T]], shard: int | None) -> T:
@@ -346,7 +346,7 @@ class Pool:
         started = time.monotonic()
         # The statement runs to its end even when the caller is cancelled (a client that
         # disconnects cancels its request): the connection goes back to the pool only once
-        # PostgreSQL has answered, never with a statement still running on it.
+        # PostgreSQL has responded, never with a statement still running on it.
         # NOTE: so a disconnecting client does not stop its query; statement_timeout bounds it.
         outcome: defer.Deferred[T] = defer.Deferred()
 
@@ -366,7 +366,7 @@ class Pool:
                 self._release(connection)
                 self._record_duration(name, started, shard)
             if outcome.called:
-                return  # the caller went away; the outcome has nobody to go to
+                return  # the caller was cancelled, so no one waits for the outcome
             if isinstance(result, Failure):
                 outcome.errback(result)
             else:
@@ -435,9 +435,3 @@ def _number_placeholders(sql: str) -> str:
 
 async def _as_coroutine(awaitable: Awaitable[T]) -> T:
     return await awaitable
-
-
-def _sleep(reactor: IReactorTime, seconds: float) -> defer.Deferred[None]:
-    sleeper: defer.Deferred[None] = defer.Deferred()
-    reactor.callLater(seconds, sleeper.callback, None)
-    return sleeper

@@ -26,7 +26,7 @@ class Forum:
     shard: int
 
     def allows_origin(self, origin: str) -> bool:
-        """Whether a page on ``origin`` (scheme://host[:port]) may embed this forum."""
+        """Return whether a page on ``origin`` (scheme://host[:port]) may embed this forum."""
         return "*" in self.origins or origin.rstrip("/").lower() in (o.lower() for o in self.origins)
 
 
@@ -40,7 +40,7 @@ def _forum_from_row(row: tuple[Any, ...]) -> Forum:
 
 class ForumDirectory:
     """
-    Finds forums by shortname or id, keeping each answer for ``ttl`` seconds.
+    Finds forums by shortname or id, keeping each result for ``ttl`` seconds.
 
     Unknown shortnames are remembered too, so a page naming a missing forum cannot turn
     every request into a ``meta`` query.

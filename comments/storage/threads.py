@@ -47,7 +47,7 @@ class ThreadStore:
         """
         Return the forum's thread for ``identifier`` (or for ``url_key`` without one), creating it.
 
-        The second value tells whether this call created the thread. Two concurrent calls
+        The second value is whether this call created the thread. Two concurrent calls
         for a new page create one thread: the loser's insert hits the unique index and it
         reads the winner's row.
         """
