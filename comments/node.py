@@ -13,19 +13,16 @@ import os
 import re
 import sys
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
-import orjson
 import psycopg2
 from twisted.application import service
 from twisted.internet import defer, endpoints, task
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
-from twisted.web import server
-from twisted.web.iweb import IRequest
 
 import comments
 from comments.api.app import CommentsAPI
+from comments.api.site import build_site
 from comments.config import Config
 from comments.db.admin import (
     ClusterMismatch,
@@ -47,66 +44,6 @@ DEMO_FORUM = "demo"
 
 class StartupError(Exception):
     """The node cannot start; the message gives the reason and what to do."""
-
-
-class _DiscardedBody:
-    """Stands in for the body buffer of a request declared larger than the limit: it keeps nothing."""
-
-    def write(self, data: bytes) -> None:
-        pass
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return 0
-
-    def tell(self) -> int:
-        return 0
-
-    def read(self, size: int = -1) -> bytes:
-        return b""
-
-    def close(self) -> None:
-        pass
-
-
-class _TrackedRequest(server.Request):
-    """
-    A request that counts itself in its node's in-flight total until it finishes.
-
-    A body whose Content-Length is over ``posts.max_body_bytes`` is not buffered; the API
-    returns 413 from the header. NOTE: a chunked body without Content-Length is still
-    buffered in full (Twisted spills it to a temporary file) before the limit applies.
-    """
-
-    def gotLength(self, length: int | None) -> None:
-        api: CommentsAPI = self.channel.site.api  # type: ignore[attr-defined]  # set by NodeService
-        if length is not None and length > api.config.max_body_bytes:
-            self.content = _DiscardedBody()
-            return
-        super().gotLength(length)  # type: ignore[no-untyped-call]  # twisted.web.http is untyped
-
-    def process(self) -> None:
-        api: CommentsAPI = self.channel.site.api  # type: ignore[attr-defined]  # set by NodeService
-        api.in_flight += 1
-
-        def finished(result: object) -> None:
-            api.in_flight -= 1
-
-        self.notifyFinish().addBoth(finished)
-        try:
-            unquote_to_bytes(self.path).decode("utf-8")
-        except UnicodeDecodeError:
-            # Klein would respond in plain text and log a traceback for every such request.
-            _reject_path(self)
-            return
-        super().process()  # type: ignore[no-untyped-call]  # twisted.web.server is untyped
-
-
-def _reject_path(request: IRequest) -> None:
-    request.setResponseCode(400)
-    request.setHeader(b"content-type", b"application/json; charset=utf-8")
-    request.write(orjson.dumps({"error": {"code": "invalid_request", "field": None,
-                                          "message": "the request path is not valid UTF-8 once decoded"}}))
-    request.finish()
 
 
 class NodeService(service.Service):
@@ -215,12 +152,7 @@ class NodeService(service.Service):
             from comments.demo import seed_demo_thread
 
             await seed_demo_thread(self.api, self.demo_origins())
-        site = server.Site(self.api.resource())
-        site.requestFactory = _TrackedRequest
-        site.api = self.api  # type: ignore[attr-defined]  # read by _TrackedRequest
-        # Requests are logged by HAProxy in a cluster; a per-request log line here costs
-        # about a tenth of a small request's time.
-        site.log = lambda request: None  # type: ignore[method-assign]
+        site = build_site(self.api)
         endpoint = endpoints.serverFromString(self.reactor, self.config.listen)
         self.port = await endpoint.listen(site)
         address = self.port.getHost()

@@ -8,10 +8,10 @@ from typing import Any
 import treq
 from twisted.internet import defer, endpoints, reactor
 from twisted.trial import unittest
-from twisted.web import server
 from twisted.web.client import HTTPConnectionPool
 
 from comments.api.app import CommentsAPI
+from comments.api.site import build_site
 from comments.config import Config
 from comments.db.cluster import Cluster
 from tests.contract import check_response
@@ -46,8 +46,7 @@ class APITestCase(ClusterTestCase):
     async def _setUp(self) -> None:
         await super()._setUp()
         self.api = CommentsAPI(config=self.config, cluster=self.cluster, reactor=reactor)
-        site = server.Site(self.api.resource())
-        site.log = lambda request: None  # type: ignore[method-assign]  # keep the test log readable
+        site = build_site(self.api)
         port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
         self.addCleanup(port.stopListening)
         self.base_url = f"http://127.0.0.1:{port.getHost().port}"

@@ -6,7 +6,8 @@ import json
 import re
 from typing import Any
 
-from twisted.internet import defer
+from twisted.internet import defer, endpoints, reactor, task
+from twisted.internet.protocol import Protocol
 
 from comments.config import Config
 from tests.harness import APITestCase
@@ -364,6 +365,76 @@ class ListingTests(APITestCase):
         status, _, headers = await self.request("GET", path, headers={"If-None-Match": etag})
         self.assertEqual(status, 200)
         self.assertNotEqual(headers.getRawHeaders("etag")[0], etag)
+
+
+class DirectListingTests(APITestCase):
+    """The listing route, which the node matches before Klein's routing."""
+
+    async def test_database_unavailable_is_503(self) -> None:
+        """With the thread's shard database gone, the listing answers 503 with Retry-After."""
+        thread = await self.thread()
+        self.cluster.shard_for_id(int(thread["id"])).pool.close()
+        status, body, headers = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts")
+        self.assertEqual(status, 503)
+        self.assertEqual(body["error"]["code"], "unavailable")
+        self.assertEqual(headers.getRawHeaders("retry-after"), ["5"])
+        self.flushLoggedErrors()
+
+    async def test_unexpected_error_is_logged_500(self) -> None:
+        """A bug in the listing is a JSON 500 for the reader and a logged traceback for the operator."""
+        thread = await self.thread()
+
+        async def broken_page(*args: object, **kwargs: object) -> Any:
+            raise RuntimeError("listing bug for the test")
+
+        self.patch(self.api.posts, "page", broken_page)
+        self.check_contract = False  # the document lists no 500: no route is meant to return one
+        status, body, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts")
+        self.assertEqual(status, 500)
+        self.assertEqual(body["error"]["code"], "internal_error")
+        self.assertNotIn("listing bug", json.dumps(body))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    async def test_head_and_other_ids_use_klein_routes(self) -> None:
+        """HEAD, and ids the direct path does not take, still reach the same route through Klein."""
+        thread = await self.thread()
+        await self.post(thread["id"])
+        self.check_contract = False  # OpenAPI documents GET; HEAD is implied by HTTP
+        status, body, headers = await self.request("HEAD", f"/api/v1/threads/{thread['id']}/posts")
+        self.assertEqual((status, body), (200, None))
+        self.assertEqual(headers.getRawHeaders("content-type"), ["application/json; charset=utf-8"])
+        status, body, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts/")
+        self.assertEqual((status, body["error"]["code"]), (404, "not_found"))
+        self.check_contract = True
+        status, body, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}x/posts")
+        self.assertEqual((status, body["error"]["code"]), (404, "not_found"))
+
+    async def test_client_leaving_cancels_listing(self) -> None:
+        """A reader who disconnects mid-listing cancels its work, logs nothing and leaves no request in flight."""
+        thread = await self.thread()
+        started: defer.Deferred[None] = defer.Deferred()
+        cancelled: list[bool] = []
+
+        async def slow_page(*args: object, **kwargs: object) -> Any:
+            never: defer.Deferred[Any] = defer.Deferred(lambda _: cancelled.append(True))
+            started.callback(None)
+            return await never
+
+        self.patch(self.api.posts, "page", slow_page)
+        port = int(self.base_url.rsplit(":", 1)[1])
+        protocol = await endpoints.connectProtocol(
+            endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port), Protocol())
+        protocol.transport.write(f"GET /api/v1/threads/{thread['id']}/posts HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        await started
+        self.assertEqual(self.api.in_flight, 1)
+        protocol.transport.loseConnection()
+        for _ in range(50):
+            if cancelled and self.api.in_flight == 0:
+                break
+            await task.deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual(cancelled, [True])
+        self.assertEqual(self.api.in_flight, 0)
+        self.assertEqual(self.flushLoggedErrors(), [])
 
 
 class VoteTests(APITestCase):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import psycopg2
-from twisted.internet import reactor, task
+from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from comments.db.pool import DatabaseUnavailable, Pool, redact_dsn
@@ -192,3 +193,55 @@ class PreparedTests(unittest.TestCase):
             rows = await pool.run_prepared("after", sql, (3,))
             self.assertEqual([row[0] for row in rows], [1, 2, 3])
         self.assertEqual(pool.alive, 1)
+
+
+def _open_sockets() -> int:
+    """Count this process's open socket descriptors."""
+    count = 0
+    for entry in Path("/proc/self/fd").iterdir():
+        try:
+            count += os.readlink(entry).startswith("socket:")
+        except OSError:
+            pass  # the descriptor iterdir() itself used is gone already
+    return count
+
+
+class WatchedDuplicateTests(unittest.TestCase):
+    """The duplicate socket the reactor watches for each pooled connection."""
+
+    timeout = 60
+
+    async def test_connection_killed_mid_statement(self) -> None:
+        """A backend killed while its prepared statement runs fails that caller; nothing leaks and the pool heals."""
+        dsn = test_database().meta
+        assert dsn
+        baseline = _open_sockets()
+        pool = Pool(label="test", dsn=dsn, size=2, reactor=reactor, application_name="comments-midway",
+                    max_backoff_seconds=0.5)
+        self.addCleanup(pool.close)
+        await pool.start()
+        sql = "SELECT n FROM generate_series(1, %s) AS n, pg_sleep(%s)"
+        self.assertEqual(len(await pool.run_prepared("sleepy", sql, (2, 0))), 2)
+
+        running = defer.Deferred.fromCoroutine(pool.run_prepared("sleepy", sql, (2, 2)))
+        await task.deferLater(reactor, 0.3, lambda: None)
+        admin = psycopg2.connect(dsn)
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = 'comments-midway' AND state = 'active'")
+            self.assertEqual(cursor.rowcount, 1, "exactly the running statement's backend is killed")
+        admin.close()
+        with self.assertRaises(DatabaseUnavailable):
+            await running
+
+        started = time.monotonic()
+        while pool.alive < 2:
+            self.assertLess(time.monotonic() - started, 15, "the pool did not reconnect the killed slot")
+            await task.deferLater(reactor, 0.1, lambda: None)
+        for _ in range(4):
+            self.assertEqual(len(await pool.run_prepared("sleepy", sql, (3, 0))), 3)
+        for reader in reactor.getReaders():
+            self.assertNotEqual(reader.fileno(), -1, "the reactor watches a closed descriptor")
+        pool.close()
+        self.assertEqual(_open_sockets(), baseline, "a socket descriptor leaked")

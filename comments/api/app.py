@@ -11,16 +11,20 @@ from __future__ import annotations
 import gzip
 import re
 import secrets
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any
 
 import orjson
 from klein import Klein
+from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.web import server
 from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
 from werkzeug.exceptions import HTTPException
 
 from comments.api import serialize
@@ -63,6 +67,8 @@ __all__ = ["CommentsAPI"]
 MAX_PAGE_SIZE = 100
 MAX_COUNT_KEYS = 200
 _LIMIT_PATTERN = re.compile(r"^[0-9]{1,3}$")  # ASCII digits only: str.isdigit() accepts "²" and "٣"
+# Only plain ids take the direct path; anything else is left to Klein's route and its errors.
+_LISTING_PATH = re.compile(rb"^/api/v1/threads/([0-9]{1,20})/posts$")
 _STATIC = resources.files("comments.widget").joinpath("static")
 
 
@@ -97,7 +103,42 @@ class CommentsAPI:
 
     def resource(self) -> Any:
         """Return the twisted.web resource serving every route."""
-        return self.app.resource()
+        return _APIResource(self)
+
+    def respond(self, request: IRequest, work: Coroutine[Any, Any, bytes]) -> object:
+        """
+        Write the body that ``work`` returns, or its error document, and finish ``request``.
+
+        The same error handlers as Klein's apply. A client that disconnects cancels ``work``.
+        """
+        result = defer.Deferred.fromCoroutine(work)
+        gone: list[bool] = []
+
+        def disconnected(failure: Failure) -> None:
+            gone.append(True)
+            result.cancel()
+
+        request.notifyFinish().addErrback(disconnected)  # type: ignore[attr-defined]  # server.Request has it
+
+        def write(body: bytes) -> None:
+            if not gone:
+                request.write(body)
+                request.finish()
+
+        def failed(failure: Failure) -> None:
+            if gone:
+                if not failure.check(defer.CancelledError):
+                    self.log.failure("error after {path} disconnected", failure, path=request.path)
+                return
+            if failure.check(APIError):
+                write(self._client_error(request, failure))
+            elif failure.check(DatabaseUnavailable):
+                write(self._unavailable(request, failure))
+            else:
+                write(self._server_error(request, failure))
+
+        result.addCallbacks(write, failed)
+        return server.NOT_DONE_YET
 
     # -- errors -------------------------------------------------------------------------
 
@@ -437,6 +478,30 @@ class CommentsAPI:
             "identifiers": {i: by_identifier.get(i.strip(), 0) for i in identifiers},
             "urls": {url: by_url.get(key, 0) for url, key in keys.items()},
         })
+
+
+class _APIResource(Resource):
+    """
+    Every route of the node: the thread listing directly, everything else through Klein.
+
+    Klein's URL parts, werkzeug's route matching and its wrappers cost about a fifth of
+    a listing's CPU time on the node (docs/benchmarks.md), and the listing is most of the
+    traffic, so its path is matched here first.
+    """
+
+    isLeaf = True
+
+    def __init__(self, api: CommentsAPI) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]  # twisted.web.resource is untyped
+        self._api = api
+        self._routes = api.app.resource()
+
+    def render(self, request: IRequest) -> Any:
+        if request.method == b"GET":
+            match = _LISTING_PATH.match(request.path)
+            if match is not None:
+                return self._api.respond(request, self._api.list_posts(request, match.group(1).decode("ascii")))
+        return self._routes.render(request)
 
 
 def _content_type(name: str) -> bytes:

@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from operator import itemgetter
 from typing import Any, Literal
 
 from comments.db.cluster import Cluster
@@ -143,37 +144,39 @@ def _decode_cursor(sort: Sort, cursor: str) -> tuple[datetime, int, int]:
 # time zone, and are turned into ISO 8601 by slicing, which is cheaper than decoding
 # datetimes. The text form needs DateStyle ISO, PostgreSQL's default.
 _UTC_TEXT = "({column} AT TIME ZONE 'UTC')::text"
+# The part column comes last, so rows are used as they arrive, without slicing.
 _LISTING_COLUMNS = (
     f"id, parent_id, state, score, {_UTC_TEXT.format(column='created_at')}, "
-    f"{_UTC_TEXT.format(column='edited_at')}, author_name, raw, html, likes, dislikes, depth, thread_id"
+    f"{_UTC_TEXT.format(column='edited_at')}, author_name, raw, html, likes, dislikes, depth"
 )
+_PART = 12  # the index of the part column: -1 the thread, 0 a top-level post, 1 a reply
 
 
 def _iso(text: str | None) -> str | None:
     """Turn PostgreSQL's UTC text form ``2026-12-04 21:12:05.7`` into ``2026-12-04T21:12:05.7Z``."""
     if text is None:
         return None
-    return f"{text[:10]}T{text[11:]}Z"
+    return text.replace(" ", "T") + "Z"
 
 
 MAX_NESTING = 100  # orjson refuses documents nested deeper than 255 containers
 
 
-def _document(row: tuple[Any, ...]) -> dict[str, Any]:
-    """Return the JSON-ready form of one listed row (``_LISTING_COLUMNS`` after part and position)."""
+def _document(row: tuple[Any, ...], thread: str) -> dict[str, Any]:
+    """Return the JSON-ready form of one listed row (``_LISTING_COLUMNS``, then the part) of ``thread``."""
     (post_id, parent_id, state, score, created_at, edited_at, author_name, raw, html, likes, dislikes, depth,
-     thread_id) = row
+     _) = row
     if state == "deleted":
         author_name = raw = html = ""
     return {
         "id": str(post_id),
-        "thread": str(thread_id),
+        "thread": thread,
         "parent": None if parent_id is None else str(parent_id),
         "author": {"name": author_name},
         "message": html,
         "raw": raw,
-        "created_at": f"{created_at[:10]}T{created_at[11:]}Z",
-        "edited_at": None if edited_at is None else _iso(edited_at),
+        "created_at": created_at.replace(" ", "T") + "Z",
+        "edited_at": None if edited_at is None else edited_at.replace(" ", "T") + "Z",
         "state": state,
         "likes": likes,
         "dislikes": dislikes,
@@ -191,7 +194,7 @@ def _visible(document: dict[str, Any]) -> bool:
     return document["state"] == "approved" or bool(document["replies"])
 
 
-def _nest(top_rows: list[tuple[Any, ...]], reply_rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+def _nest(top_rows: list[tuple[Any, ...]], reply_rows: list[tuple[Any, ...]], thread: str) -> list[dict[str, Any]]:
     """
     Nest the replies under their top-level posts and return the visible posts.
 
@@ -201,7 +204,7 @@ def _nest(top_rows: list[tuple[Any, ...]], reply_rows: list[tuple[Any, ...]]) ->
     ``parent`` and ``depth`` still name the real ones), so no document nests deeper than a
     JSON encoder or a reader can follow.
     """
-    top = [_document(row) for row in top_rows]
+    top = [_document(row, thread) for row in top_rows]
     # Post id -> (the document whose replies take this post's replies, their nesting level).
     holders = {row[0]: (document, 1) for row, document in zip(top_rows, top, strict=True)}
     any_deleted = any(row[2] == "deleted" for row in top_rows)
@@ -210,7 +213,7 @@ def _nest(top_rows: list[tuple[Any, ...]], reply_rows: list[tuple[Any, ...]]) ->
         # A reply whose parent is hidden (spam, pending) is hidden with it.
         if holder is not None:
             parent, level = holder
-            document = _document(row)
+            document = _document(row, thread)
             parent["replies"].append(document)
             holders[row[0]] = (document, level + 1) if level < MAX_NESTING else holder
             any_deleted = any_deleted or row[2] == "deleted"
@@ -221,15 +224,12 @@ def _nest(top_rows: list[tuple[Any, ...]], reply_rows: list[tuple[Any, ...]]) ->
 
 # Row layout: id, parent_id, state, score, created_at text, ... (see _LISTING_COLUMNS).
 _TOP_LEVEL_KEYS: dict[str, Callable[[tuple[Any, ...]], tuple[Any, ...]]] = {
-    "oldest": lambda row: (row[4], row[0]),
-    "newest": lambda row: (row[4], row[0]),
-    "best": lambda row: (row[3], row[4], row[0]),
+    "oldest": itemgetter(4, 0),
+    "newest": itemgetter(4, 0),
+    "best": itemgetter(3, 4, 0),
 }
-
-
-def _reply_key(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """Order replies by depth, then creation time, so every parent comes before its replies."""
-    return (row[11], row[4], row[0])
+# Replies by depth, then creation time, so every parent comes before its replies.
+_REPLY_KEY = itemgetter(11, 4, 0)
 
 
 class PostStore:
@@ -303,9 +303,9 @@ class PostStore:
         """
         shard = self._cluster.shard_for_id(thread_id)
         order, after, params = self._top_level_order(sort, cursor)
-        # The thread travels as the first row (part -1) in the listing's columns: parent_id
-        # is forum_id, score the post count, author_name the identifier, raw the url, html
-        # the title, likes the closed flag and thread_id the version.
+        # The thread travels as a row of part -1 in the listing's columns: parent_id is
+        # forum_id, score the post count, author_name the identifier, raw the url, html the
+        # title, likes the closed flag and dislikes the version.
         sql = f"""
             WITH thread AS (
                 SELECT * FROM {shard.schema}.threads WHERE id = %s AND NOT deleted
@@ -314,23 +314,22 @@ class PostStore:
                 WHERE thread_id = %s AND parent_id IS NULL AND {_VISIBLE} {after}
                 ORDER BY {order} LIMIT %s
             )
-            SELECT -1 AS part, id, forum_id, 'thread', posts, {_UTC_TEXT.format(column='created_at')}, NULL::text,
-                   identifier, url,
-                   title, closed::integer, 0, 0, version
+            SELECT id, forum_id, 'thread', posts, {_UTC_TEXT.format(column='created_at')}, NULL::text,
+                   identifier, url, title, closed::integer, version, 0, -1
             FROM thread
             UNION ALL
-            SELECT 0, {_LISTING_COLUMNS} FROM top
+            SELECT {_LISTING_COLUMNS}, 0 FROM top
             UNION ALL
-            SELECT 1, {_LISTING_COLUMNS} FROM {shard.schema}.posts
+            SELECT {_LISTING_COLUMNS}, 1 FROM {shard.schema}.posts
             WHERE root_id IN (SELECT id FROM top) AND parent_id IS NOT NULL AND {_VISIBLE}
         """
         rows = await shard.pool.run_prepared(
             "list_posts", sql, (thread_id, thread_id, *params, limit + 1), shard=shard.number
         )
-        thread_rows = [row for row in rows if row[0] == -1]
+        thread_rows = [row for row in rows if row[_PART] == -1]
         if not thread_rows:
             raise PostNotFound(f"thread {thread_id} does not exist")
-        (_, _, forum_id, _, posts, created_at, _, identifier, url, title, closed, _, _, version) = thread_rows[0]
+        (_, forum_id, _, posts, created_at, _, identifier, url, title, closed, version, _, _) = thread_rows[0]
         thread = Thread(id=thread_id, forum_id=forum_id, identifier=identifier, url=url, title=title,
                         created_at=datetime.fromisoformat(created_at).replace(tzinfo=UTC), closed=bool(closed),
                         posts=posts,
@@ -339,7 +338,7 @@ class PostStore:
         # Sorting here instead of in SQL halves the statement's cost in PostgreSQL. The UTC
         # text timestamps sort as the times they name: one fixed layout, and PostgreSQL
         # trims a fraction's trailing zeros, so a shorter fraction is a prefix of a longer.
-        top_rows = sorted((row[1:] for row in rows if row[0] == 0), key=_TOP_LEVEL_KEYS[sort],
+        top_rows = sorted([row for row in rows if row[_PART] == 0], key=_TOP_LEVEL_KEYS[sort],
                           reverse=sort != "oldest")
         has_more = len(top_rows) > limit
         top_rows = top_rows[:limit]
@@ -347,8 +346,8 @@ class PostStore:
         if has_more and top_rows:
             last = top_rows[-1]
             next_cursor = _encode_cursor(sort, _iso(last[4]) or "", last[0], last[3])
-        reply_rows = sorted((row[1:] for row in rows if row[0] == 1), key=_reply_key)
-        return thread, Page(posts=_nest(top_rows, reply_rows), next_cursor=next_cursor)
+        reply_rows = sorted([row for row in rows if row[_PART] == 1], key=_REPLY_KEY)
+        return thread, Page(posts=_nest(top_rows, reply_rows, str(thread_id)), next_cursor=next_cursor)
 
     @staticmethod
     def _top_level_order(sort: Sort, cursor: str | None) -> tuple[str, str, tuple[Any, ...]]:
