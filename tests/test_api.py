@@ -6,8 +6,12 @@ import json
 import re
 from typing import Any
 
+import treq
 from twisted.internet import defer, endpoints, reactor, task
 from twisted.internet.protocol import Protocol
+from twisted.web import http
+from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
+from zope.interface import implementer
 
 from comments.config import Config
 from tests.harness import APITestCase
@@ -73,6 +77,33 @@ class ThreadTests(APITestCase):
             self.assertEqual(body["error"]["code"], "not_found")
 
 
+@implementer(IBodyProducer)
+class _ChunkedBody:
+    """A request body of unknown length, so the client sends it with chunked transfer encoding."""
+
+    length = UNKNOWN_LENGTH
+
+    def __init__(self, data: bytes, chunk: int) -> None:
+        self._data = data
+        self._chunk = chunk
+        self.sent = False
+
+    def startProducing(self, consumer: Any) -> defer.Deferred[None]:
+        for start in range(0, len(self._data), self._chunk):
+            consumer.write(self._data[start:start + self._chunk])
+        self.sent = True
+        return defer.succeed(None)
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
 class ValidationTests(APITestCase):
     async def _post(self, body: Any = None, raw: bytes | None = None) -> tuple[int, Any]:
         thread = await self.thread()
@@ -132,6 +163,35 @@ class ValidationTests(APITestCase):
         """A body over max_body_bytes is a 413."""
         await self.assertRejected({"author_name": "A", "message": "x" * 70_000}, None, "body_too_large",
                                   status=413)
+
+    async def test_chunked_body_limit(self) -> None:
+        """A chunked body under the limit is read whole; one over it is a 413 and nothing is stored."""
+        thread = await self.thread()
+        path = f"/api/v1/threads/{thread['id']}/posts"
+
+        async def send_chunked(document: dict[str, Any]) -> tuple[int, Any]:
+            producer = _ChunkedBody(json.dumps(document).encode(), chunk=8192)
+            response = await treq.request("POST", f"{self.base_url}{path}", data=producer,
+                                          headers={"content-type": "application/json"}, pool=self.http_pool)
+            self.assertTrue(producer.sent, "the body was not sent")
+            return response.code, json.loads(await response.content())
+
+        stored: list[int] = []
+        keep = http.Request.handleContentChunk
+
+        def counting_keep(request: http.Request, data: bytes) -> None:
+            stored.append(len(data))
+            keep(request, data)
+
+        self.patch(http.Request, "handleContentChunk", counting_keep)
+        status, body = await send_chunked({"author_name": "A", "message": "chunked " * 1000})
+        self.assertEqual(status, 201, body)
+        self.assertEqual(body["post"]["raw"], ("chunked " * 1000).strip())
+        status, body = await send_chunked({"author_name": "A", "message": "x" * 2_000_000})
+        self.assertEqual((status, body["error"]["code"]), (413, "body_too_large"))
+        self.assertLessEqual(sum(stored), 2 * self.config.max_body_bytes, "the oversized body was buffered")
+        _, listing, _ = await self.request("GET", path)
+        self.assertEqual(listing["thread"]["posts"], 1)
 
     async def test_invalid_email(self) -> None:
         """An e-mail address without a domain is rejected."""

@@ -46,7 +46,9 @@ class _Channel(http.HTTPChannel):
 
 
 class _DiscardedBody:
-    """Stands in for the body buffer of a request declared larger than the limit: it keeps nothing."""
+    """Stands in for the body buffer of a request over the size limit: it keeps nothing."""
+
+    over_limit = True  # read by read_json_body, which answers 413
 
     def write(self, data: bytes) -> None:
         pass
@@ -68,10 +70,12 @@ class _TrackedRequest(server.Request):
     """
     A request that counts itself in its node's in-flight total until it finishes.
 
-    A body whose Content-Length is over ``posts.max_body_bytes`` is not buffered; the API
-    returns 413 from the header. NOTE: a chunked body without Content-Length is still
-    buffered in full (Twisted spills it to a temporary file) before the limit applies.
+    A body over ``posts.max_body_bytes`` is not kept: one whose Content-Length is over the
+    limit is discarded from the start, and a chunked one from the chunk that crosses it.
+    The API then answers 413.
     """
+
+    _body_bytes = 0
 
     def gotLength(self, length: int | None) -> None:
         api: CommentsAPI = self.channel.site.api  # type: ignore[attr-defined]  # set by NodeService
@@ -79,6 +83,18 @@ class _TrackedRequest(server.Request):
             self.content = _DiscardedBody()
             return
         super().gotLength(length)  # type: ignore[no-untyped-call]  # twisted.web.http is untyped
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if isinstance(self.content, _DiscardedBody):
+            return
+        self._body_bytes += len(data)
+        api: CommentsAPI = self.channel.site.api  # type: ignore[attr-defined]  # set by NodeService
+        if self._body_bytes > api.config.max_body_bytes:
+            if self.content is not None:
+                self.content.close()
+            self.content = _DiscardedBody()
+            return
+        super().handleContentChunk(data)  # type: ignore[no-untyped-call]  # twisted.web.http is untyped
 
     def process(self) -> None:
         api: CommentsAPI = self.channel.site.api  # type: ignore[attr-defined]  # set by NodeService

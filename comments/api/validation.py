@@ -54,6 +54,8 @@ def read_json_body(request: IRequest, max_bytes: int) -> dict[str, Any]:
         raise too_large
     content = request.content
     assert content is not None
+    if getattr(content, "over_limit", False):
+        raise too_large  # the node's request class dropped a chunked body at the limit
     data = content.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise too_large
