@@ -7,6 +7,7 @@ one pass instead of one error per restart.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -79,6 +80,7 @@ class Config:
     max_body_bytes: int = 64 * 1024
     posts_per_minute: int = 5
     drain_seconds: float = 0.0
+    trusted_proxies: tuple[str, ...] = ()
     source: str = "defaults"
 
 
@@ -90,6 +92,7 @@ _KEYS: dict[tuple[str, str], tuple[str, str]] = {
     ("node", "data_dir"): ("str", "data_dir"),
     ("node", "demo"): ("bool", "demo"),
     ("node", "drain_seconds"): ("float", "drain_seconds"),
+    ("node", "trusted_proxies"): ("list", "trusted_proxies"),
     ("database", "meta"): ("str", "database.meta"),
     ("database", "users"): ("str", "database.users"),
     ("database", "shards"): ("list", "database.shards"),
@@ -245,6 +248,14 @@ def _build(values: dict[str, Any], source: str, problems: list[str]) -> Config |
     listen = values.get("listen", Config.listen)
     _check_endpoint(listen, problems)
 
+    trusted_proxies = tuple(values.get("trusted_proxies", ()))
+    for proxy in trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            problems.append(f"node.trusted_proxies: {proxy!r} is not an IP address or network; "
+                            "use e.g. '10.0.0.5' or '10.0.0.0/24'")
+
     public_url = values.get("public_url")
     if public_url is not None and not public_url.startswith(("http://", "https://")):
         problems.append(f"node.public_url: {public_url!r} must start with http:// or https://")
@@ -278,6 +289,7 @@ def _build(values: dict[str, Any], source: str, problems: list[str]) -> Config |
         max_body_bytes=limits["posts.max_body_bytes"][0],
         posts_per_minute=limits["posts.posts_per_minute"][0],
         drain_seconds=drain_seconds,
+        trusted_proxies=trusted_proxies,
         source=source,
     )
 

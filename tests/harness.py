@@ -47,6 +47,7 @@ class APITestCase(ClusterTestCase):
         await super()._setUp()
         self.api = CommentsAPI(config=self.config, cluster=self.cluster, reactor=reactor)
         site = build_site(self.api)
+        self.site = site
         port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
         self.addCleanup(port.stopListening)
         self.base_url = f"http://127.0.0.1:{port.getHost().port}"

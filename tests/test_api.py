@@ -13,6 +13,7 @@ from twisted.web import http
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
+from comments.api.app import CommentsAPI
 from comments.config import Config
 from tests.harness import APITestCase
 
@@ -330,6 +331,50 @@ class PostTests(APITestCase):
         self.assertEqual(status, 429)
         self.assertEqual(document["error"]["code"], "rate_limited")
         self.assertTrue(headers.getRawHeaders("retry-after"))
+
+    async def _stored_ip(self, post_id: str) -> str | None:
+        shard = self.cluster.shard_for_id(int(post_id))
+        rows = await shard.pool.run_query("ip", f"SELECT host(ip) FROM {shard.schema}.posts WHERE id = %s",
+                                          (int(post_id),))
+        return rows[0][0]  # type: ignore[no-any-return]
+
+    async def _post_from(self, thread_id: str, forwarded: str | None) -> tuple[int, Any]:
+        headers = {"X-Forwarded-For": forwarded} if forwarded is not None else {}
+        status, body, _ = await self.request("POST", f"/api/v1/threads/{thread_id}/posts",
+                                             {"author_name": "A", "message": "hi"}, headers=headers)
+        return status, body
+
+    async def test_forwarded_address_only_from_trusted_proxy(self) -> None:
+        """X-Forwarded-For names the client only when the peer is a trusted proxy."""
+        thread = await self.thread()
+        _, body = await self._post_from(thread["id"], "203.0.113.7")
+        self.assertEqual(await self._stored_ip(body["post"]["id"]), "127.0.0.1", "an untrusted peer's header counted")
+
+        self.api = CommentsAPI(config=Config(posts_per_minute=0, trusted_proxies=("127.0.0.0/8", "10.0.0.0/8")),
+                               cluster=self.cluster, reactor=reactor)
+        self.site.resource = self.api.resource()
+        self.site.api = self.api
+        cases = [("203.0.113.7", "203.0.113.7"),
+                 ("198.51.100.1, 10.1.2.3", "198.51.100.1"),       # a second trusted proxy in the chain
+                 ("192.0.2.66, 198.51.100.1", "198.51.100.1"),     # the client's own forged entry is skipped
+                 ("2001:db8::1", "2001:db8::1"),
+                 ("not-an-address", "127.0.0.1"),
+                 (None, "127.0.0.1")]
+        for forwarded, expected in cases:
+            status, body = await self._post_from(thread["id"], forwarded)
+            self.assertEqual(status, 201, body)
+            self.assertEqual(await self._stored_ip(body["post"]["id"]), expected, forwarded)
+
+    async def test_rate_limit_per_forwarded_client(self) -> None:
+        """Behind a trusted proxy, each forwarded client has its own posting limit."""
+        self.api = CommentsAPI(config=Config(posts_per_minute=1, trusted_proxies=("127.0.0.1",)),
+                               cluster=self.cluster, reactor=reactor)
+        self.site.resource = self.api.resource()
+        self.site.api = self.api
+        thread = await self.thread()
+        self.assertEqual((await self._post_from(thread["id"], "198.51.100.1"))[0], 201)
+        self.assertEqual((await self._post_from(thread["id"], "198.51.100.1"))[0], 429)
+        self.assertEqual((await self._post_from(thread["id"], "198.51.100.2"))[0], 201)
 
     async def test_premoderated_forum_holds_posts(self) -> None:
         """On a forum with premoderation, a new post is pending and not listed."""

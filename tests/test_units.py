@@ -48,6 +48,13 @@ colour = "blue"
             self.assertIn(key, text)
         self.assertGreaterEqual(len(error.problems), 8)
 
+    def test_trusted_proxies(self) -> None:
+        """Trusted proxies are addresses or networks; anything else is named with an example."""
+        config = load_config(None, {"COMMENTS_NODE_TRUSTED_PROXIES": "127.0.0.1, 10.0.0.0/8, ::1"})
+        self.assertEqual(config.trusted_proxies, ("127.0.0.1", "10.0.0.0/8", "::1"))
+        error = self.assertRaises(ConfigError, load_config, None, {"COMMENTS_NODE_TRUSTED_PROXIES": "haproxy"})
+        self.assertIn("node.trusted_proxies: 'haproxy' is not an IP address or network", str(error))
+
     def test_environment_overrides_file(self) -> None:
         """COMMENTS_SECTION_KEY variables override the file and convert their type."""
         path = _write('[node]\nlisten = "tcp:8080"\n[posts]\nmax_message_length = 100\n')

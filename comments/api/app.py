@@ -9,6 +9,7 @@ bug, logged with its traceback and sent as a plain 500 document.
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import re
 import secrets
 from collections.abc import Coroutine
@@ -98,6 +99,7 @@ class CommentsAPI:
             self.post_limiter = RateLimiter(reactor, capacity=config.posts_per_minute, per_seconds=60.0)
         self.draining = False
         self.in_flight = 0
+        self._trusted_proxies = tuple(ipaddress.ip_network(proxy, strict=False) for proxy in config.trusted_proxies)
         self._static_files: dict[str, tuple[bytes, bytes]] = {}
         self._openapi = resources.files("comments.api").joinpath("openapi.json").read_bytes()
 
@@ -176,6 +178,34 @@ class CommentsAPI:
                      500)
 
     # -- helpers --------------------------------------------------------------------------
+
+    def client_address(self, request: IRequest) -> str | None:
+        """
+        Return the reader's IP address: the peer's, or behind a trusted proxy, the forwarded one.
+
+        X-Forwarded-For is read from the right, skipping the addresses of trusted proxies
+        (``node.trusted_proxies``); the first other address is the client's. A peer that is
+        not a trusted proxy may write anything in that header, so it is ignored then.
+        """
+        peer: str | None = getattr(request.getClientAddress(), "host", None)
+        if peer is None or not self._trusted(peer):
+            return peer
+        forwarded = request.requestHeaders.getRawHeaders(b"x-forwarded-for") or []
+        hops = [hop.strip() for line in forwarded for hop in line.decode("latin-1").split(",")]
+        for hop in reversed(hops):
+            if not self._trusted(hop):
+                try:
+                    return str(ipaddress.ip_address(hop))
+                except ValueError:
+                    return peer  # not an address: the proxy's own is the best there is
+        return peer
+
+    def _trusted(self, address: str) -> bool:
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(parsed in network for network in self._trusted_proxies)
 
     async def _forum(self, shortname: str | None, field: str = "forum") -> Forum:
         if not shortname:
@@ -382,7 +412,7 @@ class CommentsAPI:
         message = text_field(body, "message", max_length=self.config.max_message_length)
         parent_id = id_field(body, "parent")
 
-        client = _client_address(request)
+        client = self.client_address(request)
         retry_after = self.post_limiter.take(client) if self.post_limiter else None
         if retry_after is not None:
             raise APIError(429, "rate_limited",
@@ -520,11 +550,3 @@ def _listing_etag(thread_id: int, version: int, sort: str, limit: str, cursor: s
 def _as_sort(value: str | None) -> Sort:
     assert value in SORTS
     return value
-
-
-def _client_address(request: IRequest) -> str | None:
-    # NOTE: behind HAProxy this is the proxy's address; trusting X-Forwarded-For needs a
-    # configured list of proxies, which the node does not have yet.
-    address = request.getClientAddress()
-    return getattr(address, "host", None)
-
