@@ -57,6 +57,23 @@ class EmbeddedPostgres:
         socket_dir = self._server.get_postmaster_info().socket_dir
         return f"postgresql://postgres@/{quote(DATABASE_NAME)}?host={quote(str(socket_dir))}"
 
+    def restart_if_stopped(self) -> bool:
+        """
+        Start the server again if its postmaster has exited; return whether it had to.
+
+        Blocking: call it from a thread. The socket folder depends only on the data folder,
+        so the DSN that ``start()`` returned stays valid.
+        """
+        if self._server is None:
+            return False
+        info = self._server.get_postmaster_info()
+        if info.is_running():
+            return False
+        # The package's own start-up runs under its inter-process lock; so does this one.
+        with self._server._lock:
+            self._server.ensure_postgres_running()
+        return True
+
     def database_config(self, base: DatabaseConfig, dsn: str) -> DatabaseConfig:
         """Return ``base`` with every partition pointed at the embedded database."""
         return dataclasses.replace(base, meta=dsn, users=dsn, shards=(dsn,))

@@ -16,7 +16,7 @@ from typing import Any
 
 import psycopg2
 from twisted.application import service
-from twisted.internet import defer, endpoints, task
+from twisted.internet import defer, endpoints, task, threads
 from twisted.internet.interfaces import IListeningPort
 from twisted.logger import Logger
 
@@ -40,6 +40,7 @@ from comments.embedded import EmbeddedPostgres
 __all__ = ["NodeService", "StartupError"]
 
 DEMO_FORUM = "demo"
+EMBEDDED_WATCH_SECONDS = 5.0  # how often a node checks that its embedded PostgreSQL still runs
 
 
 class StartupError(Exception):
@@ -61,6 +62,7 @@ class NodeService(service.Service):
         self.port: IListeningPort | None = None
         self.ready: defer.Deferred[None] = defer.Deferred()
         self.failed = False
+        self._embedded_watch: task.LoopingCall | None = None
 
     # -- blocking preparation --------------------------------------------------------------
 
@@ -152,6 +154,10 @@ class NodeService(service.Service):
             from comments.demo import seed_demo_thread
 
             await seed_demo_thread(self.api, self.demo_origins())
+        if self.embedded is not None:
+            self._embedded_watch = task.LoopingCall(lambda: defer.Deferred.fromCoroutine(self._watch_embedded()))
+            self._embedded_watch.clock = self.reactor
+            self._embedded_watch.start(EMBEDDED_WATCH_SECONDS, now=False)
         site = build_site(self.api)
         endpoint = endpoints.serverFromString(self.reactor, self.config.listen)
         self.port = await endpoint.listen(site)
@@ -165,6 +171,21 @@ class NodeService(service.Service):
         self.log.info("ready: serving HTTP on {host}:{port} with roles {roles}", host=getattr(address, "host", "?"),
                       port=getattr(address, "port", "?"), roles=sorted(self.config.roles))
         self.ready.callback(None)
+
+    async def _watch_embedded(self) -> None:
+        """Start the embedded server again if it has stopped under the running node."""
+        assert self.embedded is not None
+        embedded = self.embedded
+        try:
+            restarted = await threads.deferToThreadPool(self.reactor, self.reactor.getThreadPool(),
+                                                        embedded.restart_if_stopped)
+        except Exception as error:  # noqa: BLE001  # pg_ctl and the package raise many types
+            self.log.error("the embedded PostgreSQL server is down and did not start again: {error}; "
+                           "retrying in {seconds}s (its log: {log})", error=str(error).strip(),
+                           seconds=EMBEDDED_WATCH_SECONDS, log=str(self.config.data_dir / "pgdata" / "log"))
+            return
+        if restarted:
+            self.log.warn("the embedded PostgreSQL server had stopped; started it again, and the pools reconnect")
 
     def _start_failed(self, failure: Any) -> None:
         self.failed = True
@@ -194,6 +215,8 @@ class NodeService(service.Service):
             waited += 0.1
         if self.api is not None and self.api.in_flight:
             self.log.warn("stopping with {count} requests still in flight", count=self.api.in_flight)
+        if self._embedded_watch is not None and self._embedded_watch.running:
+            self._embedded_watch.stop()
         if self.cluster is not None:
             self.cluster.close()
         if self.embedded is not None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Run the whole test suite: lint, type check, then every trial test against real
-# PostgreSQL and Redis and a real headless Chromium. Installs what is missing first.
+# PostgreSQL and a real headless Chromium. Installs what is missing first, and starts
+# PostgreSQL and Redis when they are installed but stopped.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

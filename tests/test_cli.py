@@ -5,7 +5,11 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
+import signal
 import tempfile
+import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -102,5 +106,19 @@ class EmbeddedDefaultTests(unittest.TestCase):
 
         pid_file = data_dir / "pgdata" / "postmaster.pid"
         self.assertTrue(pid_file.exists())
+        first_pid = int(pid_file.read_text().split()[0])
+        os.kill(first_pid, signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{node.url}/api/v1/threads/{thread['id']}/posts", timeout=10) as response:
+                    self.assertEqual(len(json.loads(response.read())["posts"]), 2)
+                    break
+            except urllib.error.HTTPError as error:
+                self.assertEqual(error.code, 503, "while the server is down the node answers 503")
+            self.assertLess(time.monotonic() - deadline, 0, f"the node never recovered: {node.log_path.read_text()}")
+            time.sleep(0.5)
+        self.assertNotEqual(int(pid_file.read_text().split()[0]), first_pid)
+        self.assertIn("started it again", node.log_path.read_text())
         node.stop()
         self.assertFalse(pid_file.exists(), "stopping the node stops the embedded server")
