@@ -30,7 +30,7 @@ def build_site(api: CommentsAPI) -> server.Site:
 
 class _Channel(http.HTTPChannel):
     """
-    An HTTP/1.1 connection that asks for its local address once, not once per request.
+    An HTTP/1.1 connection that reads its local address once, not once per request.
 
     Every twisted.web request reads it, and each read is a getsockname() call and a new
     address object: about a twentieth of a listing's CPU time on the node. The node
@@ -46,9 +46,9 @@ class _Channel(http.HTTPChannel):
 
 
 class _DiscardedBody:
-    """Stands in for the body buffer of a request over the size limit: it keeps nothing."""
+    """The body buffer of a request over the size limit: it stores nothing."""
 
-    over_limit = True  # read by read_json_body, which answers 413
+    over_limit = True  # read by read_json_body, which returns 413
 
     def write(self, data: bytes) -> None:
         pass
@@ -72,7 +72,7 @@ class _TrackedRequest(server.Request):
 
     A body over ``posts.max_body_bytes`` is not kept: one whose Content-Length is over the
     limit is discarded from the start, and a chunked one from the chunk that crosses it.
-    The API then answers 413.
+    The API then returns 413.
     """
 
     _body_bytes = 0

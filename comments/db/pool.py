@@ -151,7 +151,7 @@ class _PooledConnection(txpostgres.Connection):  # type: ignore[misc]  # txpostg
                 self.reactor.addWriter(self)
                 return
             else:
-                return  # POLL_READ: the reactor already watches for the answer
+                return  # POLL_READ: the reactor already watches for the result
         except Exception:  # noqa: BLE001  # handed to the caller through the Deferred
             self._direct = None
             self.reactor.callLater(0, waiting.errback, Failure())
