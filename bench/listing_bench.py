@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,20 @@ def seed_thread(url: str, posts: int) -> str:
     return str(thread_id)
 
 
+def cpu_seconds(pid: int) -> float:
+    """Return the user and system CPU time ``pid`` has used, from /proc/PID/stat."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(pid: int, seconds: int, load: Callable[[], dict[str, float]]) -> dict[str, float]:
+    """Run ``load`` and add the CPU milliseconds ``pid`` spent per request to its result as ``cpu_ms``."""
+    before = cpu_seconds(pid)
+    result = load()
+    result["cpu_ms"] = (cpu_seconds(pid) - before) * 1000 / (result["rate"] * seconds)
+    return result
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -187,13 +202,15 @@ def main() -> int:
         rss_after_runs = []
         for run in range(3):
             log(f"wrk run {run + 1} of 3 against the node and the bare resource")
-            node_result = run_wrk(node_url + path, arguments.seconds, arguments.connections)
+            node_result = with_cpu(node.pid, arguments.seconds,
+                                   lambda: run_wrk(node_url + path, arguments.seconds, arguments.connections))
             bare_result = run_wrk(bare_url + "/", arguments.seconds, arguments.connections)
             rss_after_runs.append(rss_kib(node.pid))
             rows.append(("wrk", run + 1, node_result, bare_result))
         log(f"hey at a fixed {arguments.rate} requests/s")
-        rows.append(("hey", 1, run_hey(node_url + path, arguments.seconds, arguments.rate),
-                     run_hey(bare_url + "/", arguments.seconds, arguments.rate)))
+        node_result = with_cpu(node.pid, arguments.seconds,
+                               lambda: run_hey(node_url + path, arguments.seconds, arguments.rate))
+        rows.append(("hey", 1, node_result, run_hey(bare_url + "/", arguments.seconds, arguments.rate)))
     finally:
         for process in processes:
             process.terminate()
@@ -202,12 +219,13 @@ def main() -> int:
     print(f"Listing of {arguments.posts} posts ({len(body)} bytes), {arguments.seconds} s per run, "
           f"wrk with 1 thread and {arguments.connections} connections; "
           f"hey with 10 workers at {arguments.rate} req/s.\n")
-    print("| load | run | node req/s | node p50 ms | node p99 ms | node errors | bare req/s | bare p50 ms "
-          "| bare p99 ms | node/bare |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| load | run | node req/s | node p50 ms | node p99 ms | node errors | node CPU ms/req | bare req/s "
+          "| bare p50 ms | bare p99 ms | node/bare |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for tool, run, node_result, bare_result in rows:
         print(f"| {tool} | {run} | {node_result['rate']:.0f} | {node_result['p50']:.2f} | {node_result['p99']:.2f} "
-              f"| {node_result['errors']:.0f} | {bare_result['rate']:.0f} | {bare_result['p50']:.2f} "
+              f"| {node_result['errors']:.0f} | {node_result['cpu_ms']:.2f} | {bare_result['rate']:.0f} "
+              f"| {bare_result['p50']:.2f} "
               f"| {bare_result['p99']:.2f} | {node_result['rate'] / bare_result['rate']:.2f} |")
     print(f"\nNode resident memory: {rss_before / 1024:.1f} MiB before the wrk runs, then "
           + ", ".join(f"{value / 1024:.1f}" for value in rss_after_runs) + " MiB after each of the three.")
