@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 from typing import Any
@@ -227,6 +228,32 @@ class ValidationTests(APITestCase):
             status, document, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts?{query}")
             self.assertEqual(status, 400, query)
             self.assertEqual(document["error"]["field"], field, query)
+
+    async def test_forged_cursors_are_400(self) -> None:
+        """Cursors with out-of-range numbers, odd JSON or odd characters are 400s, never 500s, with or without ETags."""
+        thread = await self.thread()
+        await self.post(thread["id"])
+
+        def encoded(key: object) -> str:
+            return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
+
+        forged = [encoded(["newest", "2026-12-04T23:24:15Z", "9" * 23]),
+                  encoded(["newest", "2026-12-04T23:24:15Z", str(2**63)]),
+                  encoded(["newest", "2026-12-04T23:24:15Z", str(-(2**63))]),
+                  encoded(["best", "2026-12-04T23:24:15Z", "1", 2**31]),
+                  encoded(["newest", "2026-12-04T23:24:15", "1"]),
+                  base64.urlsafe_b64encode(b'["best", "2026-12-04T23:24:15Z", "1", Infinity]').decode().rstrip("="),
+                  base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode().rstrip("="),
+                  "a%22b%C3%A9", "abc.def"]
+        sort = {0: "newest", 1: "newest", 2: "newest", 3: "best", 4: "newest", 5: "best"}
+        for index, cursor in enumerate(forged):
+            path = f"/api/v1/threads/{thread['id']}/posts?sort={sort.get(index, 'newest')}&cursor={cursor}"
+            for headers in ({}, {"If-None-Match": "*"}):
+                status, document, response_headers = await self.request("GET", path, headers=headers)
+                self.assertEqual((status, document["error"]["field"]), (400, "cursor"), (cursor, headers))
+                self.assertIsNone(response_headers.getRawHeaders("cache-control"), "an error must not be cached")
+                self.assertIsNone(response_headers.getRawHeaders("etag"))
+        self.assertEqual(self.flushLoggedErrors(), [])
 
     async def test_hostile_bodies_never_500(self) -> None:
         """A table of hostile bodies each get a 4xx, never a 500."""
@@ -470,6 +497,20 @@ class ListingTests(APITestCase):
         status, _, headers = await self.request("GET", path, headers={"If-None-Match": etag})
         self.assertEqual(status, 200)
         self.assertNotEqual(headers.getRawHeaders("etag")[0], etag)
+
+    async def test_if_none_match_forms(self) -> None:
+        """If-None-Match matches a weak tag, a tag in a list and *, and nothing else."""
+        thread = await self.thread()
+        await self.post(thread["id"])
+        path = f"/api/v1/threads/{thread['id']}/posts"
+        _, _, headers = await self.request("GET", path)
+        etag = headers.getRawHeaders("etag")[0]
+        for value, expected in ((f"W/{etag}", 304), (f'"other", {etag}', 304), ("*", 304),
+                                ('"other"', 200), (etag[:-2] + '"', 200)):
+            status, _, response_headers = await self.request("GET", path, headers={"If-None-Match": value})
+            self.assertEqual(status, expected, value)
+            self.assertEqual(response_headers.getRawHeaders("etag"), [etag], value)
+            self.assertEqual(response_headers.getRawHeaders("cache-control"), ["public, max-age=2, must-revalidate"])
 
 
 class DirectListingTests(APITestCase):

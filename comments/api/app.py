@@ -59,6 +59,7 @@ from comments.storage.posts import (
     PostStore,
     Sort,
     ThreadClosed,
+    check_cursor,
 )
 from comments.storage.threads import ThreadStore
 from comments.urls import InvalidURL, normalise_url
@@ -67,6 +68,7 @@ __all__ = ["CommentsAPI"]
 
 MAX_PAGE_SIZE = 100
 MAX_COUNT_KEYS = 200
+_LISTING_CACHE_CONTROL = b"public, max-age=2, must-revalidate"
 _LIMIT_PATTERN = re.compile(r"^[0-9]{1,3}$")  # ASCII digits only: str.isdigit() accepts "²" and "٣"
 # Only plain ids take the direct path; anything else is left to Klein's route and its errors.
 _LISTING_PATH = re.compile(rb"^/api/v1/threads/([0-9]{1,20})/posts$")
@@ -375,15 +377,20 @@ class CommentsAPI:
         if not _LIMIT_PATTERN.match(limit_text) or not 1 <= int(limit_text) <= MAX_PAGE_SIZE:
             raise invalid("limit", f"limit {limit_text!r} is invalid; use a whole number from 1 to {MAX_PAGE_SIZE}")
         cursor = query_value(request, "cursor")
+        if cursor is not None:
+            try:
+                check_cursor(_as_sort(sort), cursor)
+            except InvalidCursor as error:
+                raise invalid("cursor", str(error)) from None
 
-        request.setHeader(b"cache-control", b"public, max-age=2, must-revalidate")
         if_none_match = request.getHeader(b"if-none-match")
         if if_none_match is not None:
             # A revalidation reads only the thread row: a 304 needs nothing else.
             thread = await self._thread(thread_id)
             etag = _listing_etag(thread.id, thread.version, sort, limit_text, cursor)
-            request.setHeader(b"etag", etag)
-            if if_none_match == etag:
+            if _etag_matches(if_none_match, etag):
+                request.setHeader(b"cache-control", _LISTING_CACHE_CONTROL)
+                request.setHeader(b"etag", etag)
                 request.setResponseCode(304)
                 return b""
 
@@ -394,8 +401,9 @@ class CommentsAPI:
             raise invalid("cursor", str(error)) from None
         except (PostNotFound, UnknownShard):
             raise APIError(404, "not_found", f"thread {thread_id!r} does not exist") from None
-        request.setHeader(b"etag", _listing_etag(thread.id, thread.version, sort, limit_text, cursor))
         forum = await self._thread_forum(thread.forum_id)
+        request.setHeader(b"cache-control", _LISTING_CACHE_CONTROL)
+        request.setHeader(b"etag", _listing_etag(thread.id, thread.version, sort, limit_text, cursor))
         return _json(request, {
             "thread": serialize.thread_json(thread, forum.shortname),
             "posts": page.posts,
@@ -541,6 +549,15 @@ def _content_type(name: str) -> bytes:
         if name.endswith(suffix):
             return kind
     return b"application/octet-stream"
+
+
+def _etag_matches(header: bytes, etag: bytes) -> bool:
+    """Whether an If-None-Match value names ``etag``: ``*``, or a list of tags, weak ones compared weakly."""
+    for candidate in header.split(b","):
+        candidate = candidate.strip()
+        if candidate == b"*" or candidate.removeprefix(b"W/") == etag:
+            return True
+    return False
 
 
 def _listing_etag(thread_id: int, version: int, sort: str, limit: str, cursor: str | None) -> bytes:

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ __all__ = [
     "PostStore",
     "Sort",
     "ThreadClosed",
+    "check_cursor",
     "hash_token",
 ]
 
@@ -122,7 +124,17 @@ def _encode_cursor(sort: Sort, created_at: str, post_id: int, score: int) -> str
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode().rstrip("=")
 
 
+_CURSOR_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,400}$")  # unpadded base64url, as _encode_cursor writes
+
+
+def check_cursor(sort: Sort, cursor: str) -> None:
+    """Raise InvalidCursor unless ``cursor`` is one this service made for ``sort``."""
+    _decode_cursor(sort, cursor)
+
+
 def _decode_cursor(sort: Sort, cursor: str) -> tuple[datetime, int, int]:
+    if not _CURSOR_PATTERN.match(cursor):
+        raise InvalidCursor(f"cursor {cursor!r} is invalid; use the cursor.next value of a previous page")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         key = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
@@ -133,9 +145,9 @@ def _decode_cursor(sort: Sort, cursor: str) -> tuple[datetime, int, int]:
         score = int(key[3]) if sort == "best" else 0
     except InvalidCursor:
         raise
-    except (ValueError, TypeError, IndexError, KeyError, UnicodeError):
+    except (ValueError, TypeError, IndexError, KeyError, UnicodeError, OverflowError, RecursionError):
         raise InvalidCursor(f"cursor {cursor!r} is invalid; use the cursor.next value of a previous page") from None
-    if created_at.tzinfo is None:
+    if created_at.tzinfo is None or not 0 < post_id < 2**63 or not -(2**31) <= score < 2**31:
         raise InvalidCursor(f"cursor {cursor!r} is invalid; use the cursor.next value of a previous page")
     return created_at, post_id, score
 
