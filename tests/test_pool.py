@@ -245,3 +245,29 @@ class WatchedDuplicateTests(unittest.TestCase):
             self.assertNotEqual(reader.fileno(), -1, "the reactor watches a closed descriptor")
         pool.close()
         self.assertEqual(_open_sockets(), baseline, "a socket descriptor leaked")
+
+    async def test_transaction_killed_midway_logs_no_traceback(self) -> None:
+        """A transaction whose backend is killed fails as DatabaseUnavailable, with a warning and no traceback."""
+        dsn = test_database().meta
+        assert dsn
+        pool = Pool(label="test", dsn=dsn, size=1, reactor=reactor, application_name="comments-txn-kill",
+                    max_backoff_seconds=0.5)
+        self.addCleanup(pool.close)
+        await pool.start()
+
+        async def slow(cursor: Any) -> None:
+            await cursor.execute("SELECT pg_sleep(2)")
+
+        running = defer.Deferred.fromCoroutine(pool.run_interaction("slow", slow))
+        await task.deferLater(reactor, 0.3, lambda: None)
+        admin = psycopg2.connect(dsn)
+        admin.autocommit = True
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = 'comments-txn-kill' AND state = 'active'")
+            self.assertEqual(cursor.rowcount, 1)
+        admin.close()
+        with self.assertRaises(DatabaseUnavailable):
+            await running
+        self.assertEqual(self.flushLoggedErrors(), [])
+        await _wait_until_answers(pool, 15)

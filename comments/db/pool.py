@@ -359,10 +359,10 @@ class Pool:
         raise AssertionError("unreachable")
 
     async def _run_once(self, name: str, body: Callable[[Cursor], Awaitable[T]], shard: int | None) -> T:
-        def interaction(cursor: Cursor) -> defer.Deferred[T]:
-            return defer.Deferred.fromCoroutine(_as_coroutine(body(cursor)))
+        def transaction(connection: txpostgres.Connection) -> defer.Deferred[T]:
+            return defer.Deferred.fromCoroutine(_transaction(connection, body))
 
-        return await self._with_connection(name, shard, lambda c: c.runInteraction(interaction))
+        return await self._with_connection(name, shard, transaction)
 
     async def _with_connection(
         self, name: str, shard: int | None, operation: Callable[[Any], defer.Deferred[T]]
@@ -379,7 +379,7 @@ class Pool:
             if isinstance(result, Failure):
                 error = result.value
                 assert error is not None
-                if isinstance(error, txpostgres.RollbackFailed):
+                if isinstance(error, _RollbackFailed):
                     self._discard(connection, error)
                     result = Failure(DatabaseUnavailable(f"{self.label} failed during {name}"))
                 elif _is_connection_error(error):
@@ -458,5 +458,26 @@ def _number_placeholders(sql: str) -> str:
     return "".join(numbered).replace("%%", "%")
 
 
-async def _as_coroutine(awaitable: Awaitable[T]) -> T:
-    return await awaitable
+class _RollbackFailed(Exception):
+    """A transaction failed and so did its rollback: the connection cannot be trusted."""
+
+
+async def _transaction(connection: txpostgres.Connection, body: Callable[[Cursor], Awaitable[T]]) -> T:
+    """
+    Run ``body`` between BEGIN and COMMIT on ``connection``, rolling back when it raises.
+
+    txpostgres's runInteraction does the same, but logs a traceback of its own whenever
+    the rollback fails, which happens on every transaction a server restart interrupts.
+    """
+    cursor = connection.cursor()
+    await cursor.execute("BEGIN")
+    try:
+        result = await body(cursor)
+    except BaseException as error:
+        try:
+            await cursor.execute("ROLLBACK")
+        except Exception as rollback_error:  # noqa: BLE001  # any failure here leaves the session unknown
+            raise _RollbackFailed(f"{error}; the rollback failed too: {rollback_error}".strip()) from error
+        raise
+    await cursor.execute("COMMIT")
+    return result
