@@ -10,6 +10,7 @@ from typing import Any
 import treq
 from twisted.internet import defer, endpoints, reactor, task
 from twisted.internet.protocol import Protocol
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.web import http
 from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
@@ -517,14 +518,28 @@ class DirectListingTests(APITestCase):
     """The listing route, which the node matches before Klein's routing."""
 
     async def test_database_unavailable_is_503(self) -> None:
-        """With the thread's shard database gone, the listing answers 503 with Retry-After."""
+        """With the thread's shard database gone, the listing returns 503 with Retry-After; the log gets a count."""
         thread = await self.thread()
         self.cluster.shard_for_id(int(thread["id"])).pool.close()
-        status, body, headers = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts")
-        self.assertEqual(status, 503)
-        self.assertEqual(body["error"]["code"], "unavailable")
-        self.assertEqual(headers.getRawHeaders("retry-after"), ["5"])
-        self.flushLoggedErrors()
+        clock = task.Clock()
+        self.api.reactor = clock
+        lines: list[str] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_format", "").startswith("request {method}"):
+                lines.append(formatEvent(event))
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        for second in (0, 1, 2, 11):
+            clock.advance(second - clock.seconds())
+            status, body, headers = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts")
+            self.assertEqual(status, 503)
+            self.assertEqual(body["error"]["code"], "unavailable")
+            self.assertEqual(headers.getRawHeaders("retry-after"), ["5"])
+        self.assertEqual(len(lines), 2, lines)
+        self.assertNotIn("more requests", lines[0])
+        self.assertIn("; 2 more requests failed since the previous such line", lines[1])
 
     async def test_unexpected_error_is_logged_500(self) -> None:
         """A bug in the listing is a JSON 500 for the reader and a logged traceback for the operator."""

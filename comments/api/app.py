@@ -67,6 +67,7 @@ from comments.urls import InvalidURL, normalise_url
 __all__ = ["CommentsAPI"]
 
 MAX_PAGE_SIZE = 100
+OUTAGE_LOG_SECONDS = 10.0  # at most one line per this many seconds about requests failed by an outage
 MAX_COUNT_KEYS = 200
 _LISTING_CACHE_CONTROL = b"public, max-age=2, must-revalidate"
 _LIMIT_PATTERN = re.compile(r"^[0-9]{1,3}$")  # ASCII digits only: str.isdigit() accepts "²" and "٣"
@@ -101,6 +102,8 @@ class CommentsAPI:
             self.post_limiter = RateLimiter(reactor, capacity=config.posts_per_minute, per_seconds=60.0)
         self.draining = False
         self.in_flight = 0
+        self._next_outage_log = 0.0
+        self._unlogged_outages = 0
         self._trusted_proxies = tuple(ipaddress.ip_network(proxy, strict=False) for proxy in config.trusted_proxies)
         self._static_files: dict[str, tuple[bytes, bytes]] = {}
         self._openapi = resources.files("comments.api").joinpath("openapi.json").read_bytes()
@@ -166,8 +169,17 @@ class CommentsAPI:
 
     @app.handle_errors(DatabaseUnavailable)
     def _unavailable(self, request: IRequest, failure: Failure) -> bytes:
-        self.log.warn("request {method} {path} failed: {error}", method=request.method, path=request.path,
-                      error=str(failure.value))
+        # During an outage every request fails the same way: log the first, then a count.
+        now = self.reactor.seconds()
+        if now >= self._next_outage_log:
+            self.log.warn("request {method} {path} failed: {error}{also}", method=request.method, path=request.path,
+                          error=str(failure.value),
+                          also=f"; {self._unlogged_outages} more requests failed since the previous such line"
+                          if self._unlogged_outages else "")
+            self._next_outage_log = now + OUTAGE_LOG_SECONDS
+            self._unlogged_outages = 0
+        else:
+            self._unlogged_outages += 1
         request.setHeader(b"retry-after", b"5")
         return _json(request, {"error": {"code": "unavailable", "field": None,
                                          "message": "the comments database is unavailable; try again shortly"}}, 503)
