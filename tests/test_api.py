@@ -688,6 +688,40 @@ class HealthTests(APITestCase):
         self.assertEqual(status, 503)
         self.assertEqual(body["status"], "draining")
 
+    async def test_draining_closes_kept_alive_connections(self) -> None:
+        """Once draining, a kept-alive connection gets Connection: close with its next response and is closed."""
+        thread = await self.thread()
+        closed: defer.Deferred[None] = defer.Deferred()
+        received: list[bytes] = []
+
+        class Client(Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                received.append(data)
+
+            def connectionLost(self, reason: object = None) -> None:
+                closed.callback(None)
+
+        port = int(self.base_url.rsplit(":", 1)[1])
+        client = await endpoints.connectProtocol(endpoints.TCP4ClientEndpoint(reactor, "127.0.0.1", port), Client())
+        request = f"GET /api/v1/threads/{thread['id']}/posts HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+        client.transport.write(request)
+        for _ in range(200):  # until the whole first response is in
+            head, _, body = b"".join(received).partition(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length: (\d+)", head)
+            if length and len(body) >= int(length.group(1)):
+                break
+            await task.deferLater(reactor, 0.01, lambda: None)
+        self.assertNotIn(b"connection: close", b"".join(received).lower(), "closed before draining")
+        self.assertFalse(closed.called)
+
+        self.api.draining = True
+        received.clear()
+        client.transport.write(request)
+        await closed
+        response = b"".join(received)
+        self.assertTrue(response.startswith(b"HTTP/1.1 200"), response[:100])
+        self.assertIn(b"connection: close", response.lower())
+
 
 class ContractTests(APITestCase):
     async def test_document_served(self) -> None:

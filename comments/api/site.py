@@ -44,6 +44,14 @@ class _Channel(http.HTTPChannel):
             self._host = super().getHost()  # type: ignore[no-untyped-call]  # twisted.web.http is untyped
         return self._host
 
+    def checkPersistence(self, request: Any, version: bytes) -> bool:
+        # A draining node closes each kept-alive connection after its next response, so
+        # clients reconnect through the load balancer to another node.
+        if self.site.api.draining:  # type: ignore[attr-defined]  # set by build_site
+            request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            return False
+        return super().checkPersistence(request, version)  # type: ignore[no-any-return, no-untyped-call]
+
 
 class _DiscardedBody:
     """The body buffer of a request over the size limit: it stores nothing."""
