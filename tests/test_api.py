@@ -359,6 +359,10 @@ class PostTests(APITestCase):
         self.assertEqual(status, 429)
         self.assertEqual(document["error"]["code"], "rate_limited")
         self.assertTrue(headers.getRawHeaders("retry-after"))
+        response = await treq.request("POST", f"{self.base_url}/api/v1/threads/{thread['id']}/posts",
+                                      data=b'{"author_name": "A", "message": "fourth"}', pool=self.http_pool)
+        self.assertEqual((response.code, response.phrase), (429, b"Too Many Requests"))
+        await response.content()
 
     async def _stored_ip(self, post_id: str) -> str | None:
         shard = self.cluster.shard_for_id(int(post_id))
@@ -766,9 +770,21 @@ class StaticTests(APITestCase):
 
     async def test_wrong_method_is_405(self) -> None:
         """A known path with an unsupported method is a JSON 405."""
-        status, body, _ = await self.request("PUT", "/api/v1/threads")
+        status, body, headers = await self.request("PUT", "/api/v1/threads")
         self.assertEqual(status, 405)
         self.assertEqual(body["error"]["code"], "method_not_allowed")
+        self.assertEqual(headers.getRawHeaders("allow"), ["POST"])
+        status, _, headers = await self.request("OPTIONS", "/api/v1/threads/1/posts")
+        self.assertEqual(status, 405)
+        self.assertEqual(set(headers.getRawHeaders("allow")[0].split(", ")), {"GET", "HEAD", "POST"})
+
+    async def test_doubled_slash_redirects(self) -> None:
+        """A doubled slash inside a path is a 308 to the path the route serves."""
+        response = await treq.request("GET", f"{self.base_url}/api/v1//forums/site", pool=self.http_pool,
+                                      allow_redirects=False)
+        self.assertEqual(response.code, 308)
+        self.assertEqual(response.headers.getRawHeaders("location"), [f"{self.base_url}/api/v1/forums/site"])
+        self.assertEqual(json.loads(await response.content()), {"location": f"{self.base_url}/api/v1/forums/site"})
 
     async def test_widget_files_gzipped_on_request(self) -> None:
         """Widget files are sent gzipped to clients that accept it, plain to others."""
@@ -881,6 +897,8 @@ class HostileInputTests(APITestCase):
                                              raw=b'{"author_name": ' + b"9" * 5000 + b', "message": "x"}')
         self.assertEqual(status, 400)
         self.assertEqual(body["error"]["code"], "invalid_json")
+        self.assertIn("more than 4300 digits", body["error"]["message"])
+        self.assertNotIn("sys.", body["error"]["message"], "a Python hint is no use to an API client")
 
     async def test_vote_value_must_be_integer(self) -> None:
         """1.0 and -0.0 are not votes."""

@@ -14,8 +14,10 @@ import re
 import secrets
 from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from importlib import resources
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 from klein import Klein
@@ -23,10 +25,11 @@ from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import server
+from twisted.web import http, server
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+from werkzeug.routing import RequestRedirect
 
 from comments.api import serialize
 from comments.api.ratelimit import RateLimiter
@@ -77,7 +80,10 @@ _STATIC = resources.files("comments.widget").joinpath("static")
 
 
 def _json(request: IRequest, document: Any, status: int = 200) -> bytes:
-    request.setResponseCode(status)
+    if status in http.RESPONSES:
+        request.setResponseCode(status)
+    else:  # Twisted's table lacks some, 429 among them
+        request.setResponseCode(status, HTTPStatus(status).phrase.encode("ascii"))
     request.setHeader(b"content-type", b"application/json; charset=utf-8")
     # orjson encodes a 100-post listing about 25 times faster than the json module
     # (docs/benchmarks.md), which is most of a listing's CPU time on the node.
@@ -162,6 +168,12 @@ class CommentsAPI:
         error = failure.value
         assert isinstance(error, HTTPException)
         status = error.code or 500
+        if isinstance(error, MethodNotAllowed) and error.valid_methods:
+            request.setHeader(b"allow", ", ".join(error.valid_methods).encode("ascii"))
+        if isinstance(error, RequestRedirect):
+            # A path with a doubled slash: point at the one the route serves.
+            request.setHeader(b"location", quote(error.new_url, safe=":/?#[]@!$&'()*+,;=%").encode("ascii"))
+            return _json(request, {"location": error.new_url}, status)
         code = {404: "not_found", 405: "method_not_allowed"}.get(status, "invalid_request")
         message = {404: f"nothing is served at {request.path.decode('latin-1')!r}",
                    405: f"{request.method.decode('latin-1')} is not allowed on this path"}.get(status, str(error))

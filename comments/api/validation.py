@@ -73,9 +73,10 @@ def read_json_body(request: IRequest, max_bytes: int) -> dict[str, Any]:
     except RecursionError:
         raise APIError(400, "invalid_json", "the request body nests arrays or objects too deeply; "
                        "send a flat JSON object") from None
-    except ValueError as error:
+    except ValueError:
         # Python refuses to convert integers of more than 4,300 digits.
-        raise APIError(400, "invalid_json", f"the request body contains an invalid number: {error}") from None
+        raise APIError(400, "invalid_json", "the request body contains an integer of more than 4300 digits; "
+                       "send shorter numbers") from None
     if not isinstance(document, dict):
         raise APIError(400, "invalid_json", f"the request body must be a JSON object, not {type(document).__name__}")
     return document
