@@ -186,6 +186,9 @@ class NodeService(service.Service):
             return
         if restarted:
             self.log.warn("the embedded PostgreSQL server had stopped; started it again, and the pools reconnect")
+            if self.cluster is not None:
+                for pool in self.cluster.pools:
+                    pool.reconnect_now()
 
     def _start_failed(self, failure: Any) -> None:
         self.failed = True

@@ -274,6 +274,12 @@ class Pool:
         self._release(connection)
         return True
 
+    def reconnect_now(self) -> None:
+        """Make every slot waiting out its backoff try again at once, as after the server is known to be back."""
+        for call in self._pending_reconnects.values():
+            if call.active():
+                call.reset(0)
+
     def _schedule_reconnect(self, slot: int, attempt: int, delay: float) -> None:
         if self._closed:
             return
