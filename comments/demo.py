@@ -28,7 +28,7 @@ async def seed_demo_thread(api: CommentsAPI, origins: list[str]) -> None:
     base = origins[0] if origins else "http://127.0.0.1:8080"
     url = f"{base}/demo/post.html"
     thread, _ = await api.threads.find_or_create(
-        forum, identifier=DEMO_IDENTIFIER, url=url, url_key=normalise_url(url), title="Hello from the demo forum"
+        forum, identifier=DEMO_IDENTIFIER, url=url, url_key=normalise_url(url), title="Moving a blog off Disqus"
     )
     if thread.posts:
         return

@@ -72,7 +72,8 @@ class NodeService(service.Service):
                       version=comments.__version__, source=self.config.source)
         if self.database.embedded:
             self.embedded = EmbeddedPostgres(self.config.data_dir)
-            self.log.info("no database configured: starting the embedded PostgreSQL in {path}",
+            self.log.info("no database configured: using the embedded PostgreSQL in {path}, "
+                          "started unless another node on this machine runs it already",
                           path=str(self.config.data_dir / "pgdata"))
             try:
                 dsn = self.embedded.start()
@@ -223,7 +224,7 @@ class NodeService(service.Service):
         if self.cluster is not None:
             self.cluster.close()
         if self.embedded is not None:
-            self.log.info("stopping the embedded PostgreSQL server")
+            self.log.info("releasing the embedded PostgreSQL server; it stops unless another process still uses it")
             self.embedded.stop()
         self.log.info("stopped")
 
