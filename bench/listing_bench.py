@@ -207,10 +207,11 @@ def main() -> int:
             bare_result = run_wrk(bare_url + "/", arguments.seconds, arguments.connections)
             rss_after_runs.append(rss_kib(node.pid))
             rows.append(("wrk", run + 1, node_result, bare_result))
-        log(f"hey at a fixed {arguments.rate} requests/s")
-        node_result = with_cpu(node.pid, arguments.seconds,
-                               lambda: run_hey(node_url + path, arguments.seconds, arguments.rate))
-        rows.append(("hey", 1, node_result, run_hey(bare_url + "/", arguments.seconds, arguments.rate)))
+        for run in range(3):
+            log(f"hey run {run + 1} of 3 at a fixed {arguments.rate} requests/s")
+            node_result = with_cpu(node.pid, arguments.seconds,
+                                   lambda: run_hey(node_url + path, arguments.seconds, arguments.rate))
+            rows.append(("hey", run + 1, node_result, run_hey(bare_url + "/", arguments.seconds, arguments.rate)))
     finally:
         for process in processes:
             process.terminate()
