@@ -16,6 +16,7 @@ from twisted.web.iweb import UNKNOWN_LENGTH, IBodyProducer
 from zope.interface import implementer
 
 from comments.api.app import CommentsAPI
+from comments.api.ratelimit import RateLimiter
 from comments.config import Config
 from tests.harness import APITestCase
 
@@ -346,10 +347,6 @@ class PostTests(APITestCase):
     async def test_rate_limit(self) -> None:
         """Past the per-minute limit a client gets 429 with Retry-After."""
         self.api.config = Config(posts_per_minute=2)
-        from twisted.internet import reactor
-
-        from comments.api.ratelimit import RateLimiter
-
         self.api.post_limiter = RateLimiter(reactor, capacity=2, per_seconds=60)
         thread = await self.thread()
         await self.post(thread["id"])
@@ -407,6 +404,17 @@ class PostTests(APITestCase):
         self.assertEqual((await self._post_from(thread["id"], "198.51.100.1"))[0], 201)
         self.assertEqual((await self._post_from(thread["id"], "198.51.100.1"))[0], 429)
         self.assertEqual((await self._post_from(thread["id"], "198.51.100.2"))[0], 201)
+
+    async def test_rejected_post_costs_no_token(self) -> None:
+        """A post rejected for its parent does not count against the client's posting limit."""
+        self.api.post_limiter = RateLimiter(reactor, capacity=1, per_seconds=60)
+        thread = await self.thread()
+        for _ in range(3):
+            status, body, _ = await self.request("POST", f"/api/v1/threads/{thread['id']}/posts",
+                                                 {"author_name": "A", "message": "hi", "parent": "1"})
+            self.assertEqual((status, body["error"]["field"]), (400, "parent"))
+        self.assertEqual((await self._post_from(thread["id"], None))[0], 201)
+        self.assertEqual((await self._post_from(thread["id"], None))[0], 429)
 
     async def test_premoderated_forum_holds_posts(self) -> None:
         """On a forum with premoderation, a new post is pending and not listed."""

@@ -458,9 +458,12 @@ class CommentsAPI:
                       author_email=author_email, ip=client, state=state)
         try:
             post = await self.posts.create(new, token)
-        except InvalidParent as error:
-            raise invalid("parent", str(error)) from None
-        except ThreadClosed as error:
+        except (InvalidParent, ThreadClosed) as error:
+            # Rejected input costs the reader nothing, like the field checks above.
+            if self.post_limiter is not None:
+                self.post_limiter.refund(client)
+            if isinstance(error, InvalidParent):
+                raise invalid("parent", str(error)) from None
             raise APIError(409, "thread_closed", str(error)) from None
 
         window = self._edit_window(forum)

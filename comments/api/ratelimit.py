@@ -36,3 +36,10 @@ class RateLimiter:
             self._buckets.clear()
         self._buckets[key] = (tokens - 1.0, now)
         return None
+
+    def refund(self, key: str | None) -> None:
+        """Give back the token spent for ``key`` on an action that was then rejected."""
+        entry = self._buckets.get(key)
+        if entry is not None:
+            tokens, updated = entry
+            self._buckets[key] = (min(self._capacity, tokens + 1.0), updated)
