@@ -246,16 +246,36 @@ class ValidationTests(APITestCase):
                   encoded(["newest", "2026-12-04T23:24:15", "1"]),
                   base64.urlsafe_b64encode(b'["best", "2026-12-04T23:24:15Z", "1", Infinity]').decode().rstrip("="),
                   base64.urlsafe_b64encode(b"[" * 5000 + b"]" * 5000).decode().rstrip("="),
-                  "a%22b%C3%A9", "abc.def"]
+                  "a%22b%C3%A9", "abc.def",
+                  encoded(["newest", "0001-01-01T00:00:00+23:59", "5"]),
+                  encoded(["newest", "9999-12-31T23:59:59-23:59", "5"]),
+                  encoded(["newest", "2026-01-01T00:00:00Z", 5]),
+                  encoded(["newest", "2026-01-01T00:00:00Z", "1.9"]),
+                  encoded(["newest", "2026-01-01T00:00:00Z", " 12 "]),
+                  encoded(["newest", "2026-01-01T00:00:00Z", "1_000"]),
+                  encoded(["newest", "2026-01-01T00:00:00Z", "\u0661\u0662"]),
+                  encoded(["newest", "2026-01-01T00:00:00Z", "12", "extra"]),
+                  encoded(["newest", "2026-01-01T00:00:00Z", True])]
         sort = {0: "newest", 1: "newest", 2: "newest", 3: "best", 4: "newest", 5: "best"}
         for index, cursor in enumerate(forged):
             path = f"/api/v1/threads/{thread['id']}/posts?sort={sort.get(index, 'newest')}&cursor={cursor}"
             for headers in ({}, {"If-None-Match": "*"}):
                 status, document, response_headers = await self.request("GET", path, headers=headers)
-                self.assertEqual((status, document["error"]["field"]), (400, "cursor"), (cursor, headers))
+                self.assertEqual(status, 400, (cursor, headers, document))
+                self.assertEqual(document["error"]["field"], "cursor", cursor)
                 self.assertIsNone(response_headers.getRawHeaders("cache-control"), "an error must not be cached")
                 self.assertIsNone(response_headers.getRawHeaders("etag"))
         self.assertEqual(self.flushLoggedErrors(), [])
+        for score in (3.7, True, "3"):
+            cursor = encoded(["best", "2026-01-01T00:00:00Z", "5", score])
+            path = f"/api/v1/threads/{thread['id']}/posts?sort=best&cursor={cursor}"
+            status, document, _ = await self.request("GET", path)
+            self.assertEqual((status, document["error"]["field"]), (400, "cursor"), score)
+        for offset in ("+05:30", "+16:00", "+05:30:15.5"):  # PostgreSQL takes only the first, so UTC is sent
+            cursor = encoded(["newest", f"2026-01-01T05:30:00{offset}", "5"])
+            path = f"/api/v1/threads/{thread['id']}/posts?sort=newest&cursor={cursor}"
+            status, _, _ = await self.request("GET", path)
+            self.assertEqual(status, 200, offset)
 
     async def test_hostile_bodies_never_500(self) -> None:
         """A table of hostile bodies each get a 4xx, never a 500."""

@@ -125,6 +125,7 @@ def _encode_cursor(sort: Sort, created_at: str, post_id: int, score: int) -> str
 
 
 _CURSOR_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,400}$")  # unpadded base64url, as _encode_cursor writes
+_CURSOR_ID_PATTERN = re.compile(r"^[0-9]{1,19}$")  # ASCII digits only: int() also reads "١٢" and "1_0"
 
 
 def check_cursor(sort: Sort, cursor: str) -> None:
@@ -133,23 +134,36 @@ def check_cursor(sort: Sort, cursor: str) -> None:
 
 
 def _decode_cursor(sort: Sort, cursor: str) -> tuple[datetime, int, int]:
+    """Return the creation time (in UTC), id and score a cursor made by ``_encode_cursor`` holds."""
+    invalid = InvalidCursor(f"cursor {cursor!r} is invalid; use the cursor.next value of a previous page")
     if not _CURSOR_PATTERN.match(cursor):
-        raise InvalidCursor(f"cursor {cursor!r} is invalid; use the cursor.next value of a previous page")
+        raise invalid
     try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        key = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        if key[0] != sort:
-            raise InvalidCursor(f"cursor {cursor!r} was made for sort {key[0]!r}, not {sort!r}; start again without it")
-        created_at = datetime.fromisoformat(key[1])
-        post_id = int(key[2])
-        score = int(key[3]) if sort == "best" else 0
-    except InvalidCursor:
-        raise
-    except (ValueError, TypeError, IndexError, KeyError, UnicodeError, OverflowError, RecursionError):
-        raise InvalidCursor(f"cursor {cursor!r} is invalid; use the cursor.next value of a previous page") from None
-    if created_at.tzinfo is None or not 0 < post_id < 2**63 or not -(2**31) <= score < 2**31:
-        raise InvalidCursor(f"cursor {cursor!r} is invalid; use the cursor.next value of a previous page")
-    return created_at, post_id, score
+        key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, UnicodeError, RecursionError):
+        raise invalid from None
+    if not isinstance(key, list) or not key or not isinstance(key[0], str):
+        raise invalid
+    if key[0] != sort:
+        raise InvalidCursor(f"cursor {cursor!r} was made for sort {key[0]!r}, not {sort!r}; start again without it")
+    if len(key) != (4 if sort == "best" else 3):
+        raise invalid
+    created_text, id_text = key[1], key[2]
+    score = key[3] if sort == "best" else 0
+    # Exactly the types _encode_cursor writes: no floats, booleans or other digits.
+    if not isinstance(created_text, str) or not isinstance(id_text, str) or type(score) is not int:
+        raise invalid
+    if not _CURSOR_ID_PATTERN.match(id_text) or not 0 < int(id_text) < 2**63 or not -(2**31) <= score < 2**31:
+        raise invalid
+    try:
+        created_at = datetime.fromisoformat(created_text)
+        if created_at.tzinfo is None:
+            raise invalid
+        # PostgreSQL takes no offset with seconds or beyond 15:59, and UTC has neither.
+        created_at = created_at.astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise invalid from None
+    return created_at, int(id_text), score
 
 
 # Listed columns. Timestamps come as UTC text without an offset, whatever the session's
