@@ -808,11 +808,14 @@ class StaticTests(APITestCase):
 
     async def test_doubled_slash_redirects(self) -> None:
         """A doubled slash inside a path is a 308 to the path the route serves."""
-        response = await treq.request("GET", f"{self.base_url}/api/v1//forums/site", pool=self.http_pool,
-                                      allow_redirects=False)
-        self.assertEqual(response.code, 308)
-        self.assertEqual(response.headers.getRawHeaders("location"), [f"{self.base_url}/api/v1/forums/site"])
-        self.assertEqual(json.loads(await response.content()), {"location": f"{self.base_url}/api/v1/forums/site"})
+        for path, location in (("/api/v1//forums/site", "/api/v1/forums/site"),
+                               ("/api/v1//counts?forum=site&identifier=a&identifier=b%26c",
+                                "/api/v1/counts?forum=site&identifier=a&identifier=b%26c")):
+            response = await treq.request("GET", f"{self.base_url}{path}", pool=self.http_pool,
+                                          allow_redirects=False, headers={"Host": "comments.example.org"})
+            self.assertEqual(response.code, 308)
+            self.assertEqual(response.headers.getRawHeaders("location"), [location])
+            self.assertEqual(json.loads(await response.content()), {"location": location})
 
     async def test_widget_files_gzipped_on_request(self) -> None:
         """Widget files are sent gzipped to clients that accept it, plain to others."""

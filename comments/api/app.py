@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from http import HTTPStatus
 from importlib import resources
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import orjson
 from klein import Klein
@@ -171,9 +171,15 @@ class CommentsAPI:
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             request.setHeader(b"allow", ", ".join(error.valid_methods).encode("ascii"))
         if isinstance(error, RequestRedirect):
-            # A path with a doubled slash: point at the one the route serves.
-            request.setHeader(b"location", quote(error.new_url, safe=":/?#[]@!$&'()*+,;=%").encode("ascii"))
-            return _json(request, {"location": error.new_url}, status)
+            # A path with a doubled slash: point at the one the route serves, with the same
+            # query. The location is relative, since behind a proxy the node does not know
+            # the scheme, host and port its readers use.
+            location = quote(urlsplit(error.new_url).path, safe="/%")
+            query = request.uri.partition(b"?")[2].decode("latin-1")
+            if query:
+                location = f"{location}?{quote(query, safe='&=%+/?:@,;')}"
+            request.setHeader(b"location", location.encode("ascii"))
+            return _json(request, {"location": location}, status)
         code = {404: "not_found", 405: "method_not_allowed"}.get(status, "invalid_request")
         message = {404: f"nothing is served at {request.path.decode('latin-1')!r}",
                    405: f"{request.method.decode('latin-1')} is not allowed on this path"}.get(status, str(error))
