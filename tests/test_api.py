@@ -407,6 +407,9 @@ class PostTests(APITestCase):
                  ("198.51.100.1, 10.1.2.3", "198.51.100.1"),       # a second trusted proxy in the chain
                  ("192.0.2.66, 198.51.100.1", "198.51.100.1"),     # the client's own forged entry is skipped
                  ("2001:db8::1", "2001:db8::1"),
+                 ("::ffff:198.51.100.9", "198.51.100.9"),          # IPv4 written as IPv6 is IPv4
+                 ("fe80::1%eth0", "127.0.0.1"),                   # a zone: inet rejects it
+                 ("198.51.100.1, fe80::1%zz", "127.0.0.1"),
                  ("not-an-address", "127.0.0.1"),
                  (None, "127.0.0.1")]
         for forwarded, expected in cases:

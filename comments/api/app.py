@@ -219,25 +219,23 @@ class CommentsAPI:
         (``node.trusted_proxies``); the first other address is the client's. A peer that is
         not a trusted proxy may write anything in that header, so it is ignored then.
         """
-        peer: str | None = getattr(request.getClientAddress(), "host", None)
+        host: str | None = getattr(request.getClientAddress(), "host", None)
+        # A link-local peer's zone only says which of this host's interfaces it came in on.
+        peer = None if host is None else _plain_address(host.partition("%")[0])
         if peer is None or not self._trusted(peer):
-            return peer
+            return None if peer is None else str(peer)
         forwarded = request.requestHeaders.getRawHeaders(b"x-forwarded-for") or []
         hops = [hop.strip() for line in forwarded for hop in line.decode("latin-1").split(",")]
         for hop in reversed(hops):
-            if not self._trusted(hop):
-                try:
-                    return str(ipaddress.ip_address(hop))
-                except ValueError:
-                    return peer  # not an address: the proxy's own is the best there is
-        return peer
+            address = _plain_address(hop)
+            if address is None:
+                break  # not an address: the proxy's own is the best there is
+            if not self._trusted(address):
+                return str(address)
+        return str(peer)
 
-    def _trusted(self, address: str) -> bool:
-        try:
-            parsed = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(parsed in network for network in self._trusted_proxies)
+    def _trusted(self, address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+        return any(address in network for network in self._trusted_proxies)
 
     async def _forum(self, shortname: str | None, field: str = "forum") -> Forum:
         if not shortname:
@@ -595,6 +593,28 @@ def _etag_matches(header: bytes, etag: bytes) -> bool:
 
 def _listing_etag(thread_id: int, version: int, sort: str, limit: str, cursor: str | None) -> bytes:
     return f'"{thread_id}.{version}.{sort}.{limit}.{cursor or ""}"'.encode()
+
+
+def _plain_address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """
+    Parse an IP address as PostgreSQL's inet type stores it, or return None.
+
+    An IPv4 address written as IPv6 (``::ffff:192.0.2.1``) becomes plain IPv4, so a
+    client has one posting limit whichever way a proxy writes it. An IPv6 address with a
+    zone (``fe80::1%eth0``) names no host outside its link, and inet rejects it.
+    """
+    if text is None:
+        return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id is not None:
+            return None
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped
+    return address
 
 
 def _as_sort(value: str | None) -> Sort:
