@@ -221,6 +221,8 @@ class NodeService(service.Service):
             self.log.warn("stopping with {count} requests still in flight", count=self.api.in_flight)
         if self._embedded_watch is not None and self._embedded_watch.running:
             self._embedded_watch.stop()
+        if self.api is not None:
+            self.api.close()
         if self.cluster is not None:
             self.cluster.close()
         if self.embedded is not None:

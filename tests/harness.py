@@ -46,6 +46,7 @@ class APITestCase(ClusterTestCase):
     async def _setUp(self) -> None:
         await super()._setUp()
         self.api = CommentsAPI(config=self.config, cluster=self.cluster, reactor=reactor)
+        self.addCleanup(lambda: self.api.close())  # the current API: some tests replace it
         site = build_site(self.api)
         self.site = site
         port = await endpoints.TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)

@@ -560,9 +560,13 @@ class DirectListingTests(APITestCase):
         self.api.reactor = clock
         lines: list[str] = []
 
+        counts: list[str] = []
+
         def observe(event: dict[str, Any]) -> None:
             if event.get("log_format", "").startswith("request {method}"):
                 lines.append(formatEvent(event))
+            if event.get("log_format", "").startswith("{count} more requests"):
+                counts.append(formatEvent(event))
 
         globalLogPublisher.addObserver(observe)
         self.addCleanup(globalLogPublisher.removeObserver, observe)
@@ -573,8 +577,9 @@ class DirectListingTests(APITestCase):
             self.assertEqual(body["error"]["code"], "unavailable")
             self.assertEqual(headers.getRawHeaders("retry-after"), ["5"])
         self.assertEqual(len(lines), 2, lines)
-        self.assertNotIn("more requests", lines[0])
-        self.assertIn("; 2 more requests failed since the previous such line", lines[1])
+        self.assertEqual(counts, ["2 more requests failed because a database was unavailable, over the last 10s"])
+        self.assertNotIn("\n", "".join(lines), "a log line must not span lines")
+        self.assertEqual(clock.getDelayedCalls(), [])
 
     async def test_unexpected_error_is_logged_500(self) -> None:
         """A bug in the listing is a JSON 500 for the reader and a logged traceback for the operator."""

@@ -22,7 +22,7 @@ from urllib.parse import quote, urlsplit
 import orjson
 from klein import Klein
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, server
@@ -49,7 +49,7 @@ from comments.api.validation import (
 from comments.config import Config
 from comments.db.admin import SHORTNAME_PATTERN
 from comments.db.cluster import Cluster, UnknownShard
-from comments.db.pool import DatabaseUnavailable
+from comments.db.pool import DatabaseUnavailable, one_line
 from comments.render import render_markdown
 from comments.storage.forums import Forum, ForumDirectory
 from comments.storage.posts import (
@@ -110,6 +110,7 @@ class CommentsAPI:
         self.in_flight = 0
         self._next_outage_log = 0.0
         self._unlogged_outages = 0
+        self._outage_count_call: IDelayedCall | None = None
         self._trusted_proxies = tuple(ipaddress.ip_network(proxy, strict=False) for proxy in config.trusted_proxies)
         self._static_files: dict[str, tuple[bytes, bytes]] = {}
         self._openapi = resources.files("comments.api").joinpath("openapi.json").read_bytes()
@@ -187,17 +188,17 @@ class CommentsAPI:
 
     @app.handle_errors(DatabaseUnavailable)
     def _unavailable(self, request: IRequest, failure: Failure) -> bytes:
-        # During an outage every request fails the same way: log the first, then a count.
+        # During an outage every request fails the same way: log the first, then a count
+        # every OUTAGE_LOG_SECONDS while they go on.
         now = self.reactor.seconds()
         if now >= self._next_outage_log:
-            self.log.warn("request {method} {path} failed: {error}{also}", method=request.method, path=request.path,
-                          error=str(failure.value),
-                          also=f"; {self._unlogged_outages} more requests failed since the previous such line"
-                          if self._unlogged_outages else "")
+            self.log.warn("request {method} {path} failed: {error}", method=request.method, path=request.path,
+                          error=one_line(failure.value or Exception()))
             self._next_outage_log = now + OUTAGE_LOG_SECONDS
-            self._unlogged_outages = 0
         else:
             self._unlogged_outages += 1
+            if self._outage_count_call is None:
+                self._outage_count_call = self.reactor.callLater(self._next_outage_log - now, self._log_outage_count)
         request.setHeader(b"retry-after", b"5")
         return _json(request, {"error": {"code": "unavailable", "field": None,
                                          "message": "the comments database is unavailable; try again shortly"}}, 503)
@@ -208,6 +209,18 @@ class CommentsAPI:
         return _json(request, {"error": {"code": "internal_error", "field": None,
                                          "message": "the server failed to handle this request; it has been logged"}},
                      500)
+
+    def _log_outage_count(self) -> None:
+        self._outage_count_call = None
+        self.log.warn("{count} more requests failed because a database was unavailable, over the last {seconds:.0f}s",
+                      count=self._unlogged_outages, seconds=OUTAGE_LOG_SECONDS)
+        self._unlogged_outages = 0
+
+    def close(self) -> None:
+        """Cancel the API's timers; the node calls this once it no longer serves."""
+        if self._outage_count_call is not None and self._outage_count_call.active():
+            self._outage_count_call.cancel()
+        self._outage_count_call = None
 
     # -- helpers --------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from txpostgres import txpostgres
 
-__all__ = ["Cursor", "DatabaseUnavailable", "Pool", "redact_dsn"]
+__all__ = ["Cursor", "DatabaseUnavailable", "Pool", "one_line", "redact_dsn"]
 
 T = TypeVar("T")
 Cursor = Any  # txpostgres.Cursor: execute() returns a Deferred, fetch*() are synchronous
@@ -46,6 +46,11 @@ def redact_dsn(dsn: str) -> str:
     if "password" in params:
         params["password"] = "***"  # noqa: S105  # the mask, not a password
     return " ".join(f"{key}={value}" for key, value in sorted(params.items()))
+
+
+def one_line(error: BaseException) -> str:
+    """Return an error's message on one line: libpq's messages span several."""
+    return " ".join(str(error).split())
 
 
 def _is_connection_error(error: BaseException) -> bool:
@@ -259,7 +264,7 @@ class Pool:
             delay = min(self._max_backoff, 0.5 * 2 ** (attempt - 1))
             self.log.warn(
                 "connection {slot} to {label} failed (attempt {attempt}): {error}; retrying in {delay:.1f}s",
-                slot=slot, label=self.label, attempt=attempt, error=str(error).strip(), delay=delay,
+                slot=slot, label=self.label, attempt=attempt, error=one_line(error), delay=delay,
             )
             self._schedule_reconnect(slot, attempt + 1, delay)
             return False
@@ -307,7 +312,7 @@ class Pool:
         self._alive -= 1
         self._close_quietly(connection)
         self.log.warn("lost connection {slot} to {label}: {error}; reconnecting",
-                      slot=connection.slot, label=self.label, error=str(error).strip())
+                      slot=connection.slot, label=self.label, error=one_line(error))
         # Every idle connection most likely died with the same server, so test them
         # lazily: they fail on their next use and are discarded then.
         self._schedule_reconnect(connection.slot, 1, 0.0)
@@ -393,7 +398,8 @@ class Pool:
                     result = Failure(DatabaseUnavailable(f"{self.label} failed during {name}"))
                 elif _is_connection_error(error):
                     self._discard(connection, error)
-                    result = Failure(DatabaseUnavailable(f"{self.label} connection lost during {name}: {error}"))
+                    lost = f"{self.label} connection lost during {name}: {one_line(error)}"
+                    result = Failure(DatabaseUnavailable(lost))
                 else:
                     self._release(connection)
             else:
@@ -486,7 +492,7 @@ async def _transaction(connection: txpostgres.Connection, body: Callable[[Cursor
         try:
             await cursor.execute("ROLLBACK")
         except Exception as rollback_error:  # noqa: BLE001  # any failure here leaves the session unknown
-            raise _RollbackFailed(f"{error}; the rollback failed too: {rollback_error}".strip()) from error
+            raise _RollbackFailed(f"{one_line(error)}; the rollback failed too: {one_line(rollback_error)}") from error
         raise
     await cursor.execute("COMMIT")
     return result
