@@ -9,8 +9,8 @@ PostgreSQL server's memory is not included. The load average before each import 
 printed, because other work on the machine changes the rate.
 
 PostgreSQL comes from ``COMMENTS_BENCH_PG`` (default 127.0.0.1:5432 as postgres). The
-script drops and creates the database ``comments_import_bench`` and leaves it behind
-for inspection.
+script drops and creates the database ``comments_bench_import`` (the prefix comes from
+``COMMENTS_BENCH_DB_PREFIX``) and leaves it behind for inspection.
 
 Run from the repository root: ``.venv/bin/python bench/import_bench.py``. The default
 sizes, 100,000 and 1,000,000 posts, need about 850 MB in the work folder (``--work``) and a few
@@ -34,19 +34,19 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 
-from bench.common import log, recreate_databases  # noqa: E402
+from bench.common import database_name, log, recreate_databases  # noqa: E402
 from comments.config import DatabaseConfig  # noqa: E402
 from comments.db.admin import create_forum, migrate_cluster  # noqa: E402
 from comments.db.migrations import blocking_connection  # noqa: E402
 
-DATABASE = "comments_import_bench"
 LOGICAL_SHARDS = 4
 
 
 def prepare_cluster(server: str) -> DatabaseConfig:
     """Create the benchmark database with meta, users and every shard schema in it."""
-    recreate_databases(server, (DATABASE,))
-    dsn = f"{server} dbname={DATABASE}"
+    database = database_name("import")
+    recreate_databases(server, (database,))
+    dsn = f"{server} dbname={database}"
     database = DatabaseConfig(meta=dsn, users=dsn, shards=(dsn,), logical_shards=LOGICAL_SHARDS)
     migrate_cluster(database, report=lambda line: None)
     return database

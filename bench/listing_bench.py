@@ -4,7 +4,9 @@ twisted.web resource serving the same bytes, measured in one run on 127.0.0.1.
 
 Needs Debian's ``wrk`` (closed-loop maximum throughput) and ``hey`` (fixed request rate):
 ``apt-get install wrk hey``. PostgreSQL comes from ``COMMENTS_BENCH_PG`` (default
-127.0.0.1:5432 as postgres); the script creates and drops its own databases.
+127.0.0.1:5432 as postgres). The script drops and creates the databases
+``comments_bench_a`` and ``comments_bench_b``; set ``COMMENTS_BENCH_DB_PREFIX`` to use
+another prefix than ``comments_bench`` when runs share a server.
 
 Run from the repository root: ``.venv/bin/python bench/listing_bench.py``.
 """
@@ -29,18 +31,17 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPOSITORY))
 
 
-from bench.common import log, recreate_databases  # noqa: E402
+from bench.common import database_name, log, recreate_databases  # noqa: E402
 from comments.config import DatabaseConfig  # noqa: E402
 from comments.db.admin import create_forum, migrate_cluster  # noqa: E402
 from comments.db.migrations import blocking_connection  # noqa: E402
 from tests.support import free_port  # noqa: E402
 
-DATABASES = ("comments_bench_a", "comments_bench_b")
-
 
 def prepare_cluster(server: str) -> DatabaseConfig:
-    recreate_databases(server, DATABASES)
-    first, second = (f"{server} dbname={name}" for name in DATABASES)
+    names = (database_name("a"), database_name("b"))
+    recreate_databases(server, names)
+    first, second = (f"{server} dbname={name}" for name in names)
     database = DatabaseConfig(meta=first, users=second, shards=(first, second), logical_shards=16)
     migrate_cluster(database, report=lambda line: None)
     with blocking_connection(first) as meta:
