@@ -10,6 +10,7 @@ from typing import Any
 
 import psycopg2
 from twisted.internet import defer, reactor, task
+from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from comments.db.pool import DatabaseUnavailable, Pool, redact_dsn
@@ -73,6 +74,25 @@ class PoolTests(unittest.TestCase):
             await pool.run_query("probe", "SELECT 1")
         self.assertLess(time.monotonic() - started, 0.5)
 
+    async def test_one_slot_retries_while_down(self) -> None:
+        """While no connection is alive, one slot retries and logs; the other slots wait for it."""
+        retried_slots: list[int] = []
+
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_format", "").startswith("connection {slot}") and event.get("label") == "test":
+                retried_slots.append(event["slot"])
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        pool = Pool(label="test", dsn="host=127.0.0.1 port=1 user=nobody dbname=none connect_timeout=1", size=4,
+                    reactor=reactor, max_backoff_seconds=0.2)
+        self.addCleanup(pool.close)
+        with self.assertRaises(DatabaseUnavailable):
+            await pool.start()
+        await task.deferLater(reactor, 1.5, lambda: None)
+        self.assertGreaterEqual(len(retried_slots), 4, "the probing slot keeps retrying")
+        self.assertEqual(len(set(retried_slots)), 1, f"more than one slot retried: {retried_slots}")
+
     async def test_rollback_on_error_keeps_connection(self) -> None:
         """A failing statement rolls back its transaction and the connection stays usable."""
         dsn = test_database().meta
@@ -129,6 +149,11 @@ class RestartTests(unittest.TestCase):
         pool.reconnect_now()
         waited = await _wait_until_answers(pool, 30)
         self.assertLess(waited, 1.5, "the pool waited out its backoff")
+        for _ in range(50):
+            if pool.alive == 2:
+                break
+            await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual(pool.alive, 2, "the slot that waited for the probe did not reopen")
 
 
 class RedactionTests(unittest.SynchronousTestCase):

@@ -211,6 +211,8 @@ class Pool:
         self._alive = 0
         self._connecting = 0
         self._pending_reconnects: dict[int, Any] = {}
+        self._probe: int | None = None  # the slot retrying for the others while none is alive
+        self._waiting_slots: set[int] = set()
         self._next_slot = 0
         self._closed = False
 
@@ -243,6 +245,7 @@ class Pool:
             if call.active():
                 call.cancel()
         self._pending_reconnects.clear()
+        self._waiting_slots.clear()
         while self._idle:
             connection = self._idle.popleft()
             self._close_quietly(connection)
@@ -261,6 +264,12 @@ class Pool:
             await connection.connect(self.dsn, **self._connect_kwargs)
         except Exception as error:  # noqa: BLE001  # psycopg2 raises many types while connecting
             self._connecting -= 1
+            if self._alive == 0 and self._probe not in (None, slot):
+                # The database is down: one slot probes it, and the rest wait for that
+                # slot to get through instead of each retrying and logging on its own.
+                self._waiting_slots.add(slot)
+                return False
+            self._probe = slot if self._alive == 0 else None
             delay = min(self._max_backoff, 0.5 * 2 ** (attempt - 1))
             self.log.warn(
                 "connection {slot} to {label} failed (attempt {attempt}): {error}; retrying in {delay:.1f}s",
@@ -277,8 +286,13 @@ class Pool:
         connection.watch_duplicate()
         self._alive += 1
         if attempt > 1:
-            self.log.info("reconnected slot {slot} to {label} after {attempts} attempts",
-                          slot=slot, label=self.label, attempts=attempt)
+            self.log.info("reconnected slot {slot} to {label} after {attempts} attempts; reopening {waiting} more",
+                          slot=slot, label=self.label, attempts=attempt, waiting=len(self._waiting_slots))
+        if self._probe == slot:
+            self._probe = None
+        for waiting in sorted(self._waiting_slots):
+            self._schedule_reconnect(waiting, 1, 0.0)
+        self._waiting_slots.clear()
         self._release(connection)
         return True
 
