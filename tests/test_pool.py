@@ -93,6 +93,33 @@ class PoolTests(unittest.TestCase):
         self.assertGreaterEqual(len(retried_slots), 4, "the probing slot keeps retrying")
         self.assertEqual(len(set(retried_slots)), 1, f"more than one slot retried: {retried_slots}")
 
+    async def test_repeated_drawn_id_retried(self) -> None:
+        """A repeated id in a drawn primary key retries the transaction; other unique violations do not."""
+        dsn = test_database().meta
+        assert dsn
+        pool = self._pool(dsn, "comments-pool-repeat", 1)
+        await pool.start()
+        await pool.run_operation("tables", "CREATE TEMPORARY TABLE posts (id integer PRIMARY KEY, "
+                                           "name text CONSTRAINT posts_name_key UNIQUE)")
+        await pool.run_operation("seed", "INSERT INTO posts VALUES (1, 'taken')")
+        attempts: list[int] = []
+
+        async def insert(cursor: Any) -> None:
+            attempts.append(len(attempts) + 1)
+            await cursor.execute("INSERT INTO posts VALUES (%s, %s)", (len(attempts), f"name {len(attempts)}"))
+
+        await pool.run_interaction("insert", insert)
+        self.assertEqual(attempts, [1, 2], "the repeated id was not retried")
+
+        async def clash(cursor: Any) -> None:
+            attempts.append(0)
+            await cursor.execute("INSERT INTO posts VALUES (100, 'taken')")
+
+        attempts.clear()
+        with self.assertRaises(psycopg2.errors.UniqueViolation):
+            await pool.run_interaction("clash", clash)
+        self.assertEqual(attempts, [0], "a clash on another unique key was retried")
+
     async def test_rollback_on_error_keeps_connection(self) -> None:
         """A failing statement rolls back its transaction and the connection stays usable."""
         dsn = test_database().meta

@@ -31,6 +31,7 @@ Cursor = Any  # txpostgres.Cursor: execute() returns a Deferred, fetch*() are sy
 # SQLSTATEs that mean "try the whole transaction again": serialization failure, deadlock.
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 _MAX_TRANSACTION_ATTEMPTS = 3
+_DRAWN_ID_KEYS = frozenset({"threads_pkey", "posts_pkey"})  # primary keys whose ids next_id() draws
 
 
 class DatabaseUnavailable(Exception):
@@ -46,6 +47,15 @@ def redact_dsn(dsn: str) -> str:
     if "password" in params:
         params["password"] = "***"  # noqa: S105  # the mask, not a password
     return " ".join(f"{key}={value}" for key, value in sorted(params.items()))
+
+
+def _retryable(error: psycopg2.Error) -> bool:
+    """Whether a new attempt of the whole transaction may succeed where this one failed."""
+    if error.pgcode in _RETRYABLE_SQLSTATES:
+        return True
+    # next_id() repeats an id when one shard draws more than 1,024 in a millisecond; a
+    # new attempt draws another.
+    return error.pgcode == "23505" and getattr(error.diag, "constraint_name", None) in _DRAWN_ID_KEYS
 
 
 def one_line(error: BaseException) -> str:
@@ -366,7 +376,7 @@ class Pool:
         self, name: str, body: Callable[[Cursor], Awaitable[T]], *, shard: int | None = None
     ) -> T:
         """
-        Run ``body`` in one transaction named ``name``, retrying serialization failures and deadlocks.
+        Run ``body`` in one transaction named ``name``, retrying serialization failures, deadlocks and repeated ids.
 
         ``body`` receives a txpostgres cursor. A lost connection is not retried, since the
         commit may or may not have happened; it raises DatabaseUnavailable.
@@ -375,7 +385,7 @@ class Pool:
             try:
                 return await self._run_once(name, body, shard)
             except psycopg2.Error as error:
-                if error.pgcode not in _RETRYABLE_SQLSTATES or attempt == _MAX_TRANSACTION_ATTEMPTS:
+                if not _retryable(error) or attempt == _MAX_TRANSACTION_ATTEMPTS:
                     raise
                 delay = 0.01 * 2 ** attempt
                 self.log.info(
