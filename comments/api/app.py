@@ -233,7 +233,7 @@ class CommentsAPI:
         not a trusted proxy may write anything in that header, so it is ignored then.
         """
         host: str | None = getattr(request.getClientAddress(), "host", None)
-        # A link-local peer's zone only says which of this host's interfaces it came in on.
+        # A link-local peer's zone only names the interface of this host it came in on.
         peer = None if host is None else _plain_address(host.partition("%")[0])
         if peer is None or not self._trusted(peer):
             return None if peer is None else str(peer)
@@ -596,7 +596,7 @@ def _content_type(name: str) -> bytes:
 
 
 def _etag_matches(header: bytes, etag: bytes) -> bool:
-    """Whether an If-None-Match value names ``etag``: ``*``, or a list of tags, weak ones compared weakly."""
+    """Return whether an If-None-Match value names ``etag``: ``*``, or a list of tags, weak ones compared weakly."""
     for candidate in header.split(b","):
         candidate = candidate.strip()
         if candidate == b"*" or candidate.removeprefix(b"W/") == etag:

@@ -50,7 +50,7 @@ def redact_dsn(dsn: str) -> str:
 
 
 def _retryable(error: psycopg2.Error) -> bool:
-    """Whether a new attempt of the whole transaction may succeed where this one failed."""
+    """Return whether a new attempt of the whole transaction may succeed where this one failed."""
     if error.pgcode in _RETRYABLE_SQLSTATES:
         return True
     # next_id() repeats an id when one shard draws more than 1,024 in a millisecond; a
