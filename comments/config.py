@@ -79,6 +79,7 @@ class Config:
     max_name_length: int = 100
     max_body_bytes: int = 64 * 1024
     posts_per_minute: int = 5
+    votes_per_minute: int = 30
     drain_seconds: float = 0.0
     trusted_proxies: tuple[str, ...] = ()
     source: str = "defaults"
@@ -105,6 +106,7 @@ _KEYS: dict[tuple[str, str], tuple[str, str]] = {
     ("posts", "max_name_length"): ("int", "max_name_length"),
     ("posts", "max_body_bytes"): ("int", "max_body_bytes"),
     ("posts", "posts_per_minute"): ("int", "posts_per_minute"),
+    ("posts", "votes_per_minute"): ("int", "votes_per_minute"),
 }
 
 
@@ -266,6 +268,7 @@ def _build(values: dict[str, Any], source: str, problems: list[str]) -> Config |
         "posts.max_name_length": (values.get("max_name_length", 100), 1, 1000),
         "posts.max_body_bytes": (values.get("max_body_bytes", 64 * 1024), 1024, 16 * 1024 * 1024),
         "posts.posts_per_minute": (values.get("posts_per_minute", 5), 0, 1_000_000),
+        "posts.votes_per_minute": (values.get("votes_per_minute", 30), 0, 1_000_000),
     }
     drain_seconds = values.get("drain_seconds", 0.0)
     if not 0 <= drain_seconds <= 600:
@@ -288,6 +291,7 @@ def _build(values: dict[str, Any], source: str, problems: list[str]) -> Config |
         max_name_length=limits["posts.max_name_length"][0],
         max_body_bytes=limits["posts.max_body_bytes"][0],
         posts_per_minute=limits["posts.posts_per_minute"][0],
+        votes_per_minute=limits["posts.votes_per_minute"][0],
         drain_seconds=drain_seconds,
         trusted_proxies=trusted_proxies,
         source=source,

@@ -40,7 +40,7 @@ class ClusterTestCase(unittest.TestCase):
 class APITestCase(ClusterTestCase):
     """A cluster test case with the API served on a real port of 127.0.0.1 at ``self.base_url``."""
 
-    config = Config(posts_per_minute=0)
+    config = Config(posts_per_minute=0, votes_per_minute=0)
     check_contract = True
 
     async def _setUp(self) -> None:

@@ -689,6 +689,51 @@ class VoteTests(APITestCase):
             self.assertEqual(document["error"]["field"], field)
 
 
+class CrossOriginTests(APITestCase):
+    """Writes that browsers send from pages on other origins."""
+
+    async def test_writes_need_the_service_origin(self) -> None:
+        """Every write from a page on another origin is a 403; the service's own origin and no Origin pass."""
+        thread = await self.thread()
+        created = await self.post(thread["id"])
+        post_id, token = created["post"]["id"], created["edit_token"]
+        own = self.base_url
+        writes = [
+            ("POST", "/api/v1/threads", {"forum": "site", "identifier": "page-2", "url": "https://example.org/2"}, {}),
+            ("POST", f"/api/v1/threads/{thread['id']}/posts", {"author_name": "A", "message": "hi"}, {}),
+            ("POST", f"/api/v1/posts/{post_id}/vote", {"voter": "voter-one", "value": 1}, {}),
+            ("PATCH", f"/api/v1/posts/{post_id}", {"message": "edited"}, {"X-Edit-Token": token}),
+        ]
+        for method, path, body, headers in writes:
+            for origin in ("http://evil.test", "null", own.replace("127.0.0.1", "localhost")):
+                status, document, _ = await self.request(method, path, body, headers={**headers, "Origin": origin})
+                self.assertEqual((status, document["error"]["code"]), (403, "cross_origin"), (method, path, origin))
+            for extra in ({"Origin": own}, {}):
+                status, document, _ = await self.request(method, path, body, headers={**headers, **extra})
+                self.assertIn(status, (200, 201), (method, path, extra, document))
+        status, document, _ = await self.request("DELETE", f"/api/v1/posts/{post_id}",
+                                                 headers={"X-Edit-Token": token, "Origin": "http://evil.test"})
+        self.assertEqual((status, document["error"]["code"]), (403, "cross_origin"))
+        status, _, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts",
+                                          headers={"Origin": "http://evil.test"})
+        self.assertEqual(status, 200, "reads are open to every origin")
+
+    async def test_votes_limited_per_address(self) -> None:
+        """Past votes_per_minute, a client's votes get 429 whatever voter ids it sends."""
+        self.api.vote_limiter = RateLimiter(reactor, capacity=2, per_seconds=60)
+        thread = await self.thread()
+        post_id = (await self.post(thread["id"]))["post"]["id"]
+        statuses = []
+        for index in range(3):
+            status, _, headers = await self.request("POST", f"/api/v1/posts/{post_id}/vote",
+                                                    {"voter": f"voter-number-{index}", "value": 1})
+            statuses.append(status)
+        self.assertEqual(statuses, [200, 200, 429])
+        self.assertTrue(headers.getRawHeaders("retry-after"))
+        _, listing, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts")
+        self.assertEqual(listing["posts"][0]["likes"], 2)
+
+
 class CountTests(APITestCase):
     async def test_counts_by_identifier_and_url(self) -> None:
         """One request returns counts for many identifiers and urls, zero for unknown ones."""

@@ -106,6 +106,11 @@ class CommentsAPI:
         self.post_limiter: RateLimiter | None = None
         if config.posts_per_minute:
             self.post_limiter = RateLimiter(reactor, capacity=config.posts_per_minute, per_seconds=60.0)
+        # The voter id is the widget's own random id, so one client can make many; this
+        # limit per address is what bounds how far one client can move a score.
+        self.vote_limiter: RateLimiter | None = None
+        if config.votes_per_minute:
+            self.vote_limiter = RateLimiter(reactor, capacity=config.votes_per_minute, per_seconds=60.0)
         self.draining = False
         self.in_flight = 0
         self._next_outage_log = 0.0
@@ -262,6 +267,24 @@ class CommentsAPI:
         value = forum.settings.get("edit_window_seconds", self.config.edit_window_seconds)
         return int(value)
 
+    def _check_same_origin(self, request: IRequest) -> None:
+        """
+        Reject a write that a browser sent from a page on another origin than this service's.
+
+        The widget writes from its frame, which this service serves, so its requests carry
+        this service's origin. A browser adds Origin to every cross-origin POST, even one a
+        page sends without CORS, so this stops other sites from making their readers post
+        or vote. Clients that are not browsers send no Origin, and the rate limits apply.
+        """
+        origin = request.getHeader(b"origin")
+        if origin is None:
+            return
+        host = request.getHeader(b"host") or b""
+        if urlsplit(origin.decode("latin-1")).netloc.lower() == host.decode("latin-1").lower():
+            return
+        raise APIError(403, "cross_origin", f"writes from pages on {origin.decode('latin-1')!r} are not accepted; "
+                       "post, edit and vote through the comments widget, which sends them from this service")
+
     def _allow_cors(self, request: IRequest, forum: Forum) -> None:
         origin = request.getHeader(b"origin")
         if origin and forum.allows_origin(origin.decode("latin-1")):
@@ -367,6 +390,7 @@ class CommentsAPI:
 
     @app.route("/api/v1/threads", methods=["POST"])
     async def find_or_create_thread(self, request: IRequest) -> bytes:
+        self._check_same_origin(request)
         body = read_json_body(request, self.config.max_body_bytes)
         forum = await self._forum(optional_text_field(body, "forum", max_length=64))
         identifier = optional_text_field(body, "identifier", max_length=500, strip=False)
@@ -453,6 +477,7 @@ class CommentsAPI:
 
     @app.route("/api/v1/threads/<thread_id>/posts", methods=["POST"])
     async def create_post(self, request: IRequest, thread_id: str) -> bytes:
+        self._check_same_origin(request)
         body = read_json_body(request, self.config.max_body_bytes)
         thread = await self._thread(thread_id)
         forum = await self._thread_forum(thread.forum_id)
@@ -462,11 +487,7 @@ class CommentsAPI:
         parent_id = id_field(body, "parent")
 
         client = self.client_address(request)
-        retry_after = self.post_limiter.take(client) if self.post_limiter else None
-        if retry_after is not None:
-            raise APIError(429, "rate_limited",
-                           f"too many comments from this address; wait {retry_after} seconds and post again",
-                           headers={"Retry-After": str(retry_after)})
+        _limit(self.post_limiter, client, "comments")
 
         html = render_markdown(message)
         state = "pending" if forum.settings.get("premoderation") else "approved"
@@ -489,6 +510,7 @@ class CommentsAPI:
                                "edit_until": serialize.timestamp(edit_until)}, 201)
 
     async def _edit(self, request: IRequest, post_id: str, *, delete: bool) -> bytes:
+        self._check_same_origin(request)
         parsed = path_id(post_id, "post")
         token_header = request.getHeader(b"x-edit-token")
         if not token_header:
@@ -522,6 +544,7 @@ class CommentsAPI:
 
     @app.route("/api/v1/posts/<post_id>/vote", methods=["POST"])
     async def vote(self, request: IRequest, post_id: str) -> bytes:
+        self._check_same_origin(request)
         parsed = path_id(post_id, "post")
         body = read_json_body(request, self.config.max_body_bytes)
         voter = text_field(body, "voter", max_length=128)
@@ -530,6 +553,7 @@ class CommentsAPI:
         value = body.get("value")
         if type(value) is not int or value not in (-1, 0, 1):
             raise invalid("value", f"value {json_text(value)} is invalid; use 1 (up), -1 (down) or 0 (withdraw)")
+        _limit(self.vote_limiter, self.client_address(request), "votes")
         try:
             post, vote = await self.posts.vote(parsed, voter=voter, value=value)
         except (PostNotFound, UnknownShard):
@@ -606,6 +630,14 @@ def _etag_matches(header: bytes, etag: bytes) -> bool:
 
 def _listing_etag(thread_id: int, version: int, sort: str, limit: str, cursor: str | None) -> bytes:
     return f'"{thread_id}.{version}.{sort}.{limit}.{cursor or ""}"'.encode()
+
+
+def _limit(limiter: RateLimiter | None, client: str | None, what: str) -> None:
+    """Spend one of ``client``'s tokens in ``limiter``; raise a 429 APIError when none is left."""
+    retry_after = limiter.take(client) if limiter is not None else None
+    if retry_after is not None:
+        raise APIError(429, "rate_limited", f"too many {what} from this address; wait {retry_after} seconds "
+                       "and try again", headers={"Retry-After": str(retry_after)})
 
 
 def _plain_address(text: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
