@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import nh3
 from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
+from markdown_it.token import Token
+from markdown_it.utils import OptionsDict
 
 __all__ = ["render_markdown", "sanitize_html"]
 
@@ -11,11 +17,17 @@ __all__ = ["render_markdown", "sanitize_html"]
 # but readers expect "<b>" typed into a comment to show up as text. Image syntax renders
 # as a link: an image from any host would tell that host every reader's address.
 # Imported HTML may still carry <img>, as the site's old comments did.
-_markdown = (
-    MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True})
-    .enable("strikethrough")
-    .disable("image")
-)
+_markdown = MarkdownIt("commonmark", {"html": False, "linkify": False, "breaks": True}).enable("strikethrough")
+
+
+def _image_as_link(renderer: Any, tokens: Sequence[Token], index: int, options: OptionsDict, env: Any) -> str:
+    token = tokens[index]
+    source = escapeHtml(str(token.attrGet("src") or ""))
+    text = escapeHtml(renderer.renderInlineAsText(token.children or [], options, env)) or source
+    return f'<a href="{source}">{text}</a>'
+
+
+_markdown.add_render_rule("image", _image_as_link)
 
 _ALLOWED_TAGS = {
     "a", "p", "br", "em", "strong", "del", "s", "code", "pre", "blockquote",

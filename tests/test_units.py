@@ -192,4 +192,9 @@ class MarkdownImageTests(unittest.SynchronousTestCase):
         """Markdown image syntax renders as a link, so no remote image loads for readers."""
         html = render_markdown("![a cat](https://images.example/cat.png)")
         self.assertNotIn("<img", html)
-        self.assertIn('href="https://images.example/cat.png"', html)
+        expected = '<p><a href="https://images.example/cat.png" rel="nofollow ugc noopener">a cat</a></p>\n'
+        self.assertEqual(html, expected, "the alt text is the link text, with no stray '!'")
+        self.assertIn('>https://images.example/a.png</a>', render_markdown("![](https://images.example/a.png)"))
+        unsafe = render_markdown('![x](javascript:alert(1)) ![y](https://a.example/"onx=1)')
+        self.assertNotIn('href="javascript', unsafe)
+        self.assertIn('href="https://a.example/%22onx=1"', unsafe)
