@@ -534,6 +534,17 @@ class ListingTests(APITestCase):
         self.assertEqual(status, 200)
         self.assertNotEqual(headers.getRawHeaders("etag")[0], etag)
 
+    async def test_times_read_the_same_everywhere(self) -> None:
+        """A post's and its thread's times are the same text in every response that carries them."""
+        thread = await self.thread()
+        created = (await self.post(thread["id"]))["post"]
+        _, listing, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}/posts")
+        self.assertEqual(listing["posts"][0]["created_at"], created["created_at"])
+        self.assertEqual(listing["thread"]["created_at"], thread["created_at"])
+        _, alone, _ = await self.request("GET", f"/api/v1/threads/{thread['id']}")
+        self.assertEqual(alone["thread"]["created_at"], thread["created_at"])
+        self.assertRegex(created["created_at"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d*[1-9])?Z$")
+
     async def test_if_none_match_forms(self) -> None:
         """If-None-Match matches a weak tag, a tag in a list and *, and nothing else."""
         thread = await self.thread()

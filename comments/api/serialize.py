@@ -13,10 +13,15 @@ __all__ = ["forum_json", "post_json", "thread_json", "timestamp"]
 
 
 def timestamp(moment: datetime | None) -> str | None:
-    """Format ``moment`` as ISO 8601 in UTC with a ``Z`` suffix."""
+    """
+    Format ``moment`` as ISO 8601 in UTC with a ``Z`` suffix.
+
+    Trailing zeros of the fraction are dropped, as in PostgreSQL's text form that listings
+    send, so one post's times read the same in every response.
+    """
     if moment is None:
         return None
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f").rstrip("0").rstrip(".") + "Z"
 
 
 def forum_json(forum: Forum, *, edit_window_seconds: int, max_message_length: int) -> dict[str, Any]:
