@@ -106,8 +106,8 @@ class CommentsAPI:
         self.post_limiter: RateLimiter | None = None
         if config.posts_per_minute:
             self.post_limiter = RateLimiter(reactor, capacity=config.posts_per_minute, per_seconds=60.0)
-        # The voter id is the widget's own random id, so one client can make many; this
-        # limit per address is what bounds how far one client can move a score.
+        # The voter id is a random id the widget makes, so one client can make many. This
+        # limit per address bounds how far one client can move a score.
         self.vote_limiter: RateLimiter | None = None
         if config.votes_per_minute:
             self.vote_limiter = RateLimiter(reactor, capacity=config.votes_per_minute, per_seconds=60.0)
