@@ -98,6 +98,7 @@ class FormErrorTests(BrowserTestCase):
         expect(alert).to_contain_text("too many comments")
         expect(alert).to_contain_text("seconds")
         expect(frame.locator(".cm-list > .cm-item")).to_have_count(RESTRICTED_POSTS_PER_MINUTE)
+        expect(frame.locator(".cm-status")).to_have_text("")
         self.screenshot("rate-limited")
 
 

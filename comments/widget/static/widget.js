@@ -638,6 +638,8 @@
     if (email) body.author_email = email;
     if (parentEntry) body.parent = parentEntry.post.id;
 
+    // The last post's "is posted" line would read as if this one had been posted too.
+    ui.status.textContent = '';
     setFormBusy(form, true, t('submitting'));
     let data;
     try {
