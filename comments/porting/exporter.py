@@ -2,8 +2,10 @@
 
 The rows stream from the forum's shard through server-side cursors in one read-only
 snapshot, so memory does not grow with the forum. Ids in the file are this service's
-ids. A post's message is its source text when an import stored it, which is HTML, and
-its sanitized HTML otherwise, because posts written here keep Markdown as their source.
+ids, also for imported rows, and an import into the same forum matches them to the rows
+they came from. A post's message is its source text when an import stored it, which is
+HTML, and its sanitized HTML otherwise, because posts written here keep Markdown as
+their source.
 """
 
 from __future__ import annotations

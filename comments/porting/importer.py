@@ -12,7 +12,9 @@ A file that fails to parse halfway commits nothing.
 Stored source ids carry the format as a prefix (``disqus:123``, ``wxr:18:2``), so a
 Disqus export and a WordPress export of one site never match each other's ids. The unique
 ``(forum_id, source_id)`` indexes make a second import of the same file, or of a newer
-export that overlaps it, add only what is new.
+export that overlaps it, add only what is new. An export of this service names rows by
+their own ids instead, which an import into the same forum matches by id in either
+format, so importing it back there adds only what is new as well.
 """
 
 from __future__ import annotations
