@@ -131,21 +131,21 @@ class CommentsAPI:
         The same error handlers as Klein's apply. A client that disconnects cancels ``work``.
         """
         result = defer.Deferred.fromCoroutine(work)
-        gone: list[bool] = []
+        client_left: list[bool] = []
 
         def disconnected(failure: Failure) -> None:
-            gone.append(True)
+            client_left.append(True)
             result.cancel()
 
         request.notifyFinish().addErrback(disconnected)  # type: ignore[attr-defined]  # server.Request has it
 
         def write(body: bytes) -> None:
-            if not gone:
+            if not client_left:
                 request.write(body)
                 request.finish()
 
         def failed(failure: Failure) -> None:
-            if gone:
+            if client_left:
                 if not failure.check(defer.CancelledError):
                     self.log.failure("error after {path} disconnected", failure, path=request.path)
                 return
@@ -632,11 +632,11 @@ def _listing_etag(thread_id: int, version: int, sort: str, limit: str, cursor: s
     return f'"{thread_id}.{version}.{sort}.{limit}.{cursor or ""}"'.encode()
 
 
-def _limit(limiter: RateLimiter | None, client: str | None, what: str) -> None:
+def _limit(limiter: RateLimiter | None, client: str | None, actions: str) -> None:
     """Spend one of ``client``'s tokens in ``limiter``; raise a 429 APIError when none is left."""
     retry_after = limiter.take(client) if limiter is not None else None
     if retry_after is not None:
-        raise APIError(429, "rate_limited", f"too many {what} from this address; wait {retry_after} seconds "
+        raise APIError(429, "rate_limited", f"too many {actions} from this address; wait {retry_after} seconds "
                        "and try again", headers={"Retry-After": str(retry_after)})
 
 
