@@ -38,6 +38,10 @@ BATCH_POSTS = 500
 # against sanitize_html(), so a change there that breaks this list fails the tests.
 _HTML_SENSITIVE = re.compile("[<>&\r\x00\xa0]")
 
+# Markup that already lays a comment out, and the blank lines between paragraphs.
+_BLOCK_MARKUP = re.compile(r"<(?:p|br|div|ul|ol|li|blockquote|pre|h[1-6]|table)\b", re.IGNORECASE)
+_BLANK_LINES = re.compile(r"\n[ \t]*\n\s*")
+
 
 # One staged post as the file reader hands it over: the import_posts columns in
 # COPY order, without html, and with created_at already in ISO 8601. A plain tuple
@@ -230,7 +234,7 @@ def post_row(fields: PostFields) -> str:
         copy_text(thread_source_id),
         copy_text(parent_source_id),
         copy_text(message),
-        copy_text(sanitize_message(message)),
+        copy_text(sanitize_message(wordpress_paragraphs(message) if source_id.startswith("wxr:") else message)),
         copy_text(author_name),
         copy_text(author_email),
         copy_text(author_username),
@@ -241,6 +245,20 @@ def post_row(fields: PostFields) -> str:
         state,
         kind,
     )) + "\n"
+
+
+def wordpress_paragraphs(message: str) -> str:
+    """
+    Return a WordPress comment with the paragraphs and line breaks WordPress adds when it shows it.
+
+    WordPress stores a comment as typed and turns blank lines into paragraphs and other
+    line breaks into <br> only on display, so an imported comment would otherwise run
+    its lines together. A comment that has block markup of its own is left as it is.
+    """
+    if "\n" not in message or _BLOCK_MARKUP.search(message):
+        return message
+    paragraphs = [part.strip("\n") for part in _BLANK_LINES.split(message.strip("\n")) if part.strip()]
+    return "".join("<p>" + part.replace("\n", "<br>\n") + "</p>\n" for part in paragraphs)
 
 
 def sanitize_message(message: str) -> str:

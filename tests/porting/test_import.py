@@ -904,6 +904,28 @@ class PingbackTests(ShardTestCase):
         self.assertEqual(threads["wxr:7"]["posts"], 1)
 
 
+class WordPressLayoutTests(ShardTestCase):
+    """WordPress comments get the paragraphs and line breaks WordPress shows them with."""
+
+    def test_plain_lines_become_paragraphs(self) -> None:
+        """Blank lines make paragraphs and other line breaks <br>; the source text and marked-up comments stay."""
+        typed = "First line\nsecond line\n\nNew paragraph & more"
+        self.import_text(wxr_document(
+            "<item><title>Post</title><link>https://example.org/post/</link><wp:post_id>7</wp:post_id>"
+            + wxr_comment("1", comment_content=typed.replace("&", "&amp;"))
+            + wxr_comment("2", comment_content="&lt;p&gt;Own markup&lt;/p&gt;\nafter")
+            + wxr_comment("3", comment_content="One line")
+            + "</item>"
+        ))
+        posts = self.posts_by_source()
+
+        self.assertEqual(posts["wxr:7:1"]["raw"], typed)
+        self.assertEqual(posts["wxr:7:1"]["html"],
+                         "<p>First line<br>\nsecond line</p>\n<p>New paragraph &amp; more</p>\n")
+        self.assertEqual(posts["wxr:7:2"]["html"], "<p>Own markup</p>\nafter")
+        self.assertEqual(posts["wxr:7:3"]["html"], "One line")
+
+
 class CommandLineTests(ShardTestCase):
     """The ``comments import`` command with a configuration file."""
 
