@@ -29,6 +29,20 @@ async def _wait_until_answers(pool: Pool, seconds: float) -> float:
     raise AssertionError(f"the pool did not recover within {seconds}s")
 
 
+def _terminate_backends(dsn: str, application_name: str, *, active_only: bool = False) -> int:
+    """Terminate the server processes of the connections named ``application_name``; return how many."""
+    condition = " AND state = 'active'" if active_only else ""
+    admin = psycopg2.connect(dsn)
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           f"WHERE application_name = %s{condition}", (application_name,))
+            return cursor.rowcount
+    finally:
+        admin.close()
+
+
 class PoolTests(unittest.TestCase):
     timeout = 90
 
@@ -46,12 +60,7 @@ class PoolTests(unittest.TestCase):
         await pool.start()
         self.assertEqual(await pool.run_query("probe", "SELECT 41 + 1"), [(42,)])
 
-        admin = psycopg2.connect(dsn)
-        admin.autocommit = True
-        with admin.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE application_name = 'comments-pool-kill'")
-        admin.close()
+        _terminate_backends(dsn, "comments-pool-kill")
 
         failures = 0
         for _ in range(3):
@@ -212,12 +221,7 @@ class PreparedTests(unittest.TestCase):
             await pool.run_prepared("divide", "SELECT 1 / (%s - 1)", (1,))
         self.assertEqual(await pool.run_prepared("divide", "SELECT 1 / (%s - 1)", (2,)), [(1,)])
 
-        admin = psycopg2.connect(dsn)
-        admin.autocommit = True
-        with admin.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE application_name = 'comments-prepared'")
-        admin.close()
+        _terminate_backends(dsn, "comments-prepared")
         started = time.monotonic()
         while True:
             try:
@@ -281,13 +285,8 @@ class WatchedDuplicateTests(unittest.TestCase):
 
         running = defer.Deferred.fromCoroutine(pool.run_prepared("sleepy", sql, (2, 2)))
         await task.deferLater(reactor, 0.3, lambda: None)
-        admin = psycopg2.connect(dsn)
-        admin.autocommit = True
-        with admin.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE application_name = 'comments-midway' AND state = 'active'")
-            self.assertEqual(cursor.rowcount, 1, "exactly the running statement's backend is killed")
-        admin.close()
+        killed = _terminate_backends(dsn, "comments-midway", active_only=True)
+        self.assertEqual(killed, 1, "exactly the running statement's backend is killed")
         with self.assertRaises(DatabaseUnavailable):
             await running
 
@@ -316,13 +315,7 @@ class WatchedDuplicateTests(unittest.TestCase):
 
         running = defer.Deferred.fromCoroutine(pool.run_interaction("slow", slow))
         await task.deferLater(reactor, 0.3, lambda: None)
-        admin = psycopg2.connect(dsn)
-        admin.autocommit = True
-        with admin.cursor() as cursor:
-            cursor.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE application_name = 'comments-txn-kill' AND state = 'active'")
-            self.assertEqual(cursor.rowcount, 1)
-        admin.close()
+        self.assertEqual(_terminate_backends(dsn, "comments-txn-kill", active_only=True), 1)
         with self.assertRaises(DatabaseUnavailable):
             await running
         self.assertEqual(self.flushLoggedErrors(), [])
