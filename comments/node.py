@@ -34,7 +34,7 @@ from comments.db.admin import (
 )
 from comments.db.cluster import Cluster
 from comments.db.migrations import blocking_connection
-from comments.db.pool import redact_dsn
+from comments.db.pool import one_line, redact_dsn
 from comments.embedded import EmbeddedPostgres
 
 __all__ = ["NodeService", "StartupError"]
@@ -182,7 +182,7 @@ class NodeService(service.Service):
                                                         embedded.restart_if_stopped)
         except Exception as error:  # noqa: BLE001  # pg_ctl and the package raise many types
             self.log.error("the embedded PostgreSQL server is down and did not start again: {error}; "
-                           "retrying in {seconds}s (its log: {log})", error=str(error).strip(),
+                           "retrying in {seconds}s (its log: {log})", error=one_line(error),
                            seconds=EMBEDDED_WATCH_SECONDS, log=str(self.config.data_dir / "pgdata" / "log"))
             return
         if restarted:

@@ -197,8 +197,10 @@ class CommentsAPI:
         # every OUTAGE_LOG_SECONDS while they go on.
         now = self.reactor.seconds()
         if now >= self._next_outage_log:
+            error = failure.value
+            assert error is not None
             self.log.warn("request {method} {path} failed: {error}", method=request.method, path=request.path,
-                          error=one_line(failure.value or Exception()))
+                          error=one_line(error))
             self._next_outage_log = now + OUTAGE_LOG_SECONDS
         else:
             self._unlogged_outages += 1
@@ -442,15 +444,16 @@ class CommentsAPI:
         if not _LIMIT_PATTERN.match(limit_text) or not 1 <= int(limit_text) <= MAX_PAGE_SIZE:
             raise invalid("limit", f"limit {limit_text!r} is invalid; use a whole number from 1 to {MAX_PAGE_SIZE}")
         cursor = query_value(request, "cursor")
-        if cursor is not None:
-            try:
-                check_cursor(_as_sort(sort), cursor)
-            except InvalidCursor as error:
-                raise invalid("cursor", str(error)) from None
 
         if_none_match = request.getHeader(b"if-none-match")
         if if_none_match is not None:
-            # A revalidation reads only the thread row: a 304 needs nothing else.
+            # A revalidation reads only the thread row: a 304 needs nothing else. The cursor
+            # is checked here because page() below, which checks it otherwise, may not run.
+            if cursor is not None:
+                try:
+                    check_cursor(_as_sort(sort), cursor)
+                except InvalidCursor as error:
+                    raise invalid("cursor", str(error)) from None
             thread = await self._thread(thread_id)
             etag = _listing_etag(thread.id, thread.version, sort, limit_text, cursor)
             if _etag_matches(if_none_match, etag):

@@ -85,9 +85,12 @@ class _TrackedRequest(server.Request):
 
     _body_bytes = 0
 
+    @property
+    def _api(self) -> CommentsAPI:
+        return self.channel.site.api  # type: ignore[attr-defined, no-any-return]  # set by build_site
+
     def gotLength(self, length: int | None) -> None:
-        api: CommentsAPI = self.channel.site.api  # type: ignore[attr-defined]  # set by NodeService
-        if length is not None and length > api.config.max_body_bytes:
+        if length is not None and length > self._api.config.max_body_bytes:
             self.content = _DiscardedBody()
             return
         super().gotLength(length)  # type: ignore[no-untyped-call]  # twisted.web.http is untyped
@@ -96,8 +99,7 @@ class _TrackedRequest(server.Request):
         if isinstance(self.content, _DiscardedBody):
             return
         self._body_bytes += len(data)
-        api: CommentsAPI = self.channel.site.api  # type: ignore[attr-defined]  # set by NodeService
-        if self._body_bytes > api.config.max_body_bytes:
+        if self._body_bytes > self._api.config.max_body_bytes:
             if self.content is not None:
                 self.content.close()
             self.content = _DiscardedBody()
@@ -105,7 +107,7 @@ class _TrackedRequest(server.Request):
         super().handleContentChunk(data)  # type: ignore[no-untyped-call]  # twisted.web.http is untyped
 
     def process(self) -> None:
-        api: CommentsAPI = self.channel.site.api  # type: ignore[attr-defined]  # set by NodeService
+        api = self._api
         api.in_flight += 1
 
         def finished(result: object) -> None:

@@ -157,11 +157,15 @@ def _decode_cursor(sort: Sort, cursor: str) -> tuple[datetime, int, int]:
         raise invalid
     try:
         created_at = datetime.fromisoformat(created_text)
-        if created_at.tzinfo is None:
-            raise invalid
-        # PostgreSQL takes no offset with seconds or beyond 15:59, and UTC has neither.
+    except ValueError:
+        raise invalid from None
+    if created_at.tzinfo is None:
+        raise invalid
+    # PostgreSQL rejects some offsets that Python accepts, such as +16:00 or one with a
+    # fraction of a second, so the time is sent in UTC.
+    try:
         created_at = created_at.astimezone(UTC)
-    except (ValueError, OverflowError):
+    except OverflowError:
         raise invalid from None
     return created_at, int(id_text), score
 
