@@ -588,7 +588,7 @@ def _own_id_sql(source_id: str, schema: str) -> str:
 
     An export of this service writes ``disqus:<id>``, ``wxr:<id>`` or ``wxr:<thread id>:<id>``.
     The id must lie in this service's range and carry the shard of `schema` in its bits.
-    The tests use string functions, not a regular expression: with one, a 100,000-post
+    It checks with string functions, not a regular expression: with one, a 100,000-post
     import of ids in that range ran at half the rate.
     """
     shard = int(schema.rsplit("_", 1)[1])

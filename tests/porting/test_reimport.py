@@ -109,9 +109,9 @@ class ReimportTestCase(ClusterTestCase):
         path.write_text(text, encoding="utf-8")
         return self.import_path(path, forum)
 
-    def export(self, fmt: str) -> Path:
-        path = self.directory / f"export-{len(list(self.directory.iterdir()))}.{fmt}.xml"
-        export_file(self.database, fmt, "site", str(path), progress_stream=io.StringIO())
+    def export(self, export_format: str) -> Path:
+        path = self.directory / f"export-{len(list(self.directory.iterdir()))}.{export_format}.xml"
+        export_file(self.database, export_format, "site", str(path), progress_stream=io.StringIO())
         return path
 
     async def snapshot(self) -> dict[str, Any]:
@@ -128,14 +128,14 @@ class ReimportTestCase(ClusterTestCase):
 class SameForumTests(ReimportTestCase):
     """An export imported back into its own forum adds nothing, in either format."""
 
-    async def check_adds_nothing(self, fmt: str) -> None:
+    async def check_adds_nothing(self, export_format: str) -> None:
         before = await self.snapshot()
-        path = self.export(fmt)
+        path = self.export(export_format)
         for segment_posts in (None, 1):
             with segments_of(segment_posts):
                 summary = self.import_path(path)
 
-            label = f"{fmt}, segments of {segment_posts} posts"
+            label = f"{export_format}, segments of {segment_posts} posts"
             self.assertEqual(summary.threads_created, 0, label)
             self.assertEqual(summary.threads_matched, len(before["threads"]), label)
             self.assertEqual(summary.posts_created, 0, label)
@@ -198,10 +198,10 @@ class SameForumTests(ReimportTestCase):
 class OtherForumTests(ReimportTestCase):
     """An export imported into another forum creates every thread and post, as before."""
 
-    async def check_copy(self, fmt: str) -> None:
-        copy = make_forum(self.database, f"copy-{fmt}")
+    async def check_copy(self, export_format: str) -> None:
+        copy = make_forum(self.database, f"copy-{export_format}")
         site = await self.snapshot()
-        path = self.export(fmt)
+        path = self.export(export_format)
 
         summary = self.import_path(path, forum=copy.shortname)
         again = self.import_path(path, forum=copy.shortname)
